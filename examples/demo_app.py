@@ -1,0 +1,56 @@
+"""The demo's worker application: the jobs, served by ``jobrunner worker``.
+
+``examples/demo.py`` starts this module in worker processes with
+``python -m jobrunner worker examples.demo_app:runner --store sqlite:///...``,
+kills one of them with SIGKILL, and starts another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import anyio
+
+from jobrunner import Runner, current_job
+
+# lease=2.0: a killed worker's jobs are rescued about two seconds after it died
+# (the default, the job's timeout plus 30 s, suits real work better than a demo).
+# backoff=0.2: retries come back quickly enough to watch.
+runner = Runner(concurrency=4, lease=2.0, backoff=0.2, shutdown_grace=10.0)
+
+
+@runner.job(timeout=30.0)
+async def resize(image_id: int) -> str:
+    """Pretend to resize an image: long enough to be caught mid-run by a kill."""
+    await asyncio.sleep(0.4)
+    job = current_job()
+    return f"image {image_id} resized on attempt {job.attempt} ({job.trigger})"
+
+
+@runner.job(retries=3)
+async def flaky_upload(name: str) -> str:
+    """Fail on the first two attempts, as a flaky network does; succeed on the third."""
+    attempt = current_job().attempt
+    if attempt < 3:
+        raise ConnectionError(f"upload of {name} reset by peer (attempt {attempt})")
+    return f"{name} uploaded on attempt {attempt}"
+
+
+@runner.job(retries=2)
+async def charge(order_id: int) -> str:
+    """Fail every attempt until the payment gateway is "fixed" (a file appears)."""
+    fixed = anyio.Path(os.environ.get("DEMO_DIR", "."), "gateway-fixed")
+    if not await fixed.exists():
+        raise RuntimeError(f"payment gateway rejected order {order_id}: API key revoked")
+    return f"order {order_id} charged"
+
+
+# Every runner sharing a store registers the same schedules; only the leader
+# fires them, and each tick is enqueued under a unique key, so it runs once.
+@runner.cron("* * * * * *")  # every second (a sixth field, seconds, comes last)
+async def tick() -> float | None:
+    """The cron job: returns the scheduled time it ran for."""
+    job = current_job()
+    assert job.trigger == "cron"
+    return job.scheduled_for

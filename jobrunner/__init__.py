@@ -1,0 +1,87 @@
+"""jobrunner: an asyncio-native job runner.
+
+from jobrunner import Runner
+
+runner = Runner("sqlite:///jobs.db")
+
+@runner.job(retries=3)
+async def send_email(to: str) -> None: ...
+
+await send_email.enqueue("ada@example.com")
+asyncio.run(runner.serve())
+"""
+
+from __future__ import annotations
+
+from jobrunner.clock import Clock, SystemClock
+from jobrunner.context import JobContext, current_job
+from jobrunner.cron import Schedule, ScheduleInfo
+from jobrunner.errors import (
+    Abort,
+    InvalidJobState,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    JobrunnerError,
+    JobTimeout,
+    QueueFull,
+    ResourceError,
+    Retry,
+    StoreError,
+    UnknownJob,
+)
+from jobrunner.handle import JobHandle
+from jobrunner.hooks import JobHooks, Middleware
+from jobrunner.models import ErrorInfo, HistoryEntry, JobRecord, JobStatus, Trigger
+from jobrunner.observability import Instrumentation
+from jobrunner.registry import BoundJob, Call, Job
+from jobrunner.resources import Depends
+from jobrunner.retry import Backoff, ExponentialBackoff, FixedBackoff
+from jobrunner.runner import Runner
+from jobrunner.stats import Health, RunnerStats
+from jobrunner.stores.base import Store
+from jobrunner.stores.memory import MemoryStore
+
+__all__ = [
+    "Abort",
+    "Backoff",
+    "BoundJob",
+    "Call",
+    "Clock",
+    "Depends",
+    "ErrorInfo",
+    "ExponentialBackoff",
+    "FixedBackoff",
+    "Health",
+    "HistoryEntry",
+    "Instrumentation",
+    "InvalidJobState",
+    "Job",
+    "JobCancelled",
+    "JobContext",
+    "JobFailed",
+    "JobHandle",
+    "JobHooks",
+    "JobNotFound",
+    "JobRecord",
+    "JobStatus",
+    "JobTimeout",
+    "JobrunnerError",
+    "MemoryStore",
+    "Middleware",
+    "QueueFull",
+    "ResourceError",
+    "Retry",
+    "Runner",
+    "RunnerStats",
+    "Schedule",
+    "ScheduleInfo",
+    "Store",
+    "StoreError",
+    "SystemClock",
+    "Trigger",
+    "UnknownJob",
+    "current_job",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,403 @@
+"""The runner's job registry, job options, and the typed ``Job`` objects that
+``@runner.job`` returns."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
+
+from jobrunner import defaults
+from jobrunner.handle import JobHandle
+from jobrunner.resources import Factory, injected_parameters
+from jobrunner.retry import Backoff, BackoffLike, ExponentialBackoff, as_backoff
+
+__all__ = [
+    "BoundJob",
+    "Call",
+    "EnqueueOptions",
+    "Job",
+    "JobDefinition",
+    "JobOptions",
+    "Registry",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def check_timeout(value: float | None, where: str) -> float | None:
+    """Validate a timeout in seconds (None: no timeout)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{where}: timeout={value!r} must be a positive number of seconds or None")
+    if math.isinf(value):
+        return None
+    return float(value)
+
+
+def check_retries(value: int, where: str) -> int:
+    """Validate a retry count."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: retries={value!r} must be an integer >= 0")
+    return value
+
+
+def check_priority(value: int, where: str) -> int:
+    """Validate a priority (any integer; lower runs first)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{where}: priority={value!r} must be an integer (lower runs first)")
+    return value
+
+
+def check_queue(value: str, where: str) -> str:
+    """Validate a queue name."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{where}: queue={value!r} must be a non-empty string")
+    return value
+
+
+_DEFAULT_BACKOFF = ExponentialBackoff()
+
+
+@dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Per-job defaults set at registration."""
+
+    queue: str = defaults.QUEUE
+    priority: int = defaults.PRIORITY
+    timeout: float | None = defaults.TIMEOUT
+    retries: int = defaults.RETRIES
+    backoff: Backoff = _DEFAULT_BACKOFF
+
+
+_UNSET: Any = object()
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueOptions:
+    """Per-call overrides given through ``job.options(...)``."""
+
+    priority: int | None = None
+    delay: float | None = None
+    run_at: datetime | float | None = None
+    key: str | None = None
+    workspace_id: str | None = None
+    block: bool = True
+    queue: str | None = None
+    timeout: float | None = _UNSET
+    retries: int | None = None
+    connection: Any = None
+    """A store-specific connection to enqueue within (PostgreSQL transactional enqueue)."""
+
+    def __post_init__(self) -> None:
+        where = "options()"
+        if self.priority is not None:
+            check_priority(self.priority, where)
+        if self.delay is not None:
+            if isinstance(self.delay, bool) or not isinstance(self.delay, int | float):
+                raise ValueError(f"{where}: delay={self.delay!r} must be seconds")
+            if self.delay < 0 or math.isnan(self.delay):
+                raise ValueError(f"{where}: delay={self.delay!r} must be >= 0 seconds")
+        if self.delay is not None and self.run_at is not None:
+            raise ValueError(f"{where}: give delay= or run_at=, not both")
+        if self.run_at is not None and not isinstance(self.run_at, datetime | int | float):
+            raise ValueError(f"{where}: run_at={self.run_at!r} must be a datetime or epoch seconds")
+        if isinstance(self.run_at, datetime) and self.run_at.tzinfo is None:
+            raise ValueError(
+                f"{where}: run_at={self.run_at!r} is a naive datetime; give it a timezone "
+                f"(e.g. datetime.now(timezone.utc) + timedelta(...))"
+            )
+        if self.key is not None and (not isinstance(self.key, str) or not self.key):
+            raise ValueError(f"{where}: key={self.key!r} must be a non-empty string")
+        if self.queue is not None:
+            check_queue(self.queue, where)
+        if self.timeout is not _UNSET:
+            check_timeout(self.timeout, where)
+        if self.retries is not None:
+            check_retries(self.retries, where)
+
+    def run_at_epoch(self, now: float) -> float:
+        """When the job becomes ready, in epoch seconds."""
+        if self.delay is not None:
+            return now + self.delay
+        if isinstance(self.run_at, datetime):
+            return self.run_at.timestamp()
+        if self.run_at is not None:
+            return float(self.run_at)
+        return now
+
+    @property
+    def has_timeout(self) -> bool:
+        """True if ``timeout`` was given (None included)."""
+        return self.timeout is not _UNSET
+
+
+DEFAULT_ENQUEUE = EnqueueOptions()
+
+
+class _ArgCheck:
+    """Checks enqueue arguments against the handler's signature, fast.
+
+    ``inspect.Signature.bind`` costs a few microseconds; the usual shapes
+    (positionals within range, known keywords that clash with none of them, every
+    required parameter given) are accepted here in a fraction of that. Anything
+    else goes to ``bind``, which either accepts it or raises Python's own message.
+    """
+
+    __slots__ = ("_index", "_kw_ok", "_max_pos", "_name", "_required", "_sig", "empty_ok")
+
+    def __init__(self, name: str, sig: inspect.Signature) -> None:
+        self._name = name
+        self._sig = sig
+        kinds = inspect.Parameter
+        params = list(sig.parameters.values())
+        positional = [p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)]
+        self._index = {p.name: i for i, p in enumerate(positional)}
+        self._max_pos = math.inf if any(p.kind is kinds.VAR_POSITIONAL for p in params) else len(positional)
+        self._kw_ok = frozenset(
+            p.name for p in params if p.kind in (kinds.POSITIONAL_OR_KEYWORD, kinds.KEYWORD_ONLY)
+        )
+        self._required = tuple(
+            (p.name, self._index.get(p.name, math.inf))
+            for p in params
+            if p.default is p.empty and p.kind not in (kinds.VAR_POSITIONAL, kinds.VAR_KEYWORD)
+        )
+        self.empty_ok = not self._required
+        """True if a call with no arguments fits (callers may skip the check then)."""
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        n = len(args)
+        if n <= self._max_pos and self._fits(n, kwargs):
+            return
+        try:
+            self._sig.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"job {self._name!r}: {exc}") from None
+
+    def _fits(self, n: int, kwargs: dict[str, Any]) -> bool:
+        for key in kwargs:
+            if key not in self._kw_ok or self._index.get(key, n) < n:
+                return False
+        return all(position < n or name in kwargs for name, position in self._required)
+
+
+class JobDefinition:
+    """A registered handler and everything the runner precomputed about it."""
+
+    __slots__ = ("check_args", "fn", "injected", "is_async", "name", "options", "plain")
+
+    def __init__(self, name: str, fn: Callable[..., Any], options: JobOptions) -> None:
+        if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
+            raise ValueError(f"job {name!r}: a generator function cannot be a job handler")
+        if not callable(fn):
+            raise ValueError(f"job {name!r}: {fn!r} is not callable")
+        self.name = name
+        self.fn = fn
+        self.options = options
+        # (queue, priority, max_attempts, timeout) of a call without options.
+        self.plain = (options.queue, options.priority, options.retries + 1, options.timeout)
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+        )
+        self.injected: tuple[tuple[str, Factory], ...] = injected_parameters(fn)
+        sig = inspect.signature(fn)
+        injected = {n for n, _ in self.injected}
+        public = sig.replace(parameters=[p for p in sig.parameters.values() if p.name not in injected])
+        self.check_args = _ArgCheck(name, public)
+
+
+class Registry:
+    """Job definitions by name; each ``Runner`` has its own."""
+
+    def __init__(self) -> None:
+        self._defs: dict[str, JobDefinition] = {}
+        self._names: frozenset[str] = frozenset()
+
+    def add(self, definition: JobDefinition) -> None:
+        """Register; ValueError if the name is taken by another function."""
+        existing = self._defs.get(definition.name)
+        if existing is not None and existing.fn is not definition.fn:
+            raise ValueError(
+                f"a job named {definition.name!r} is already registered "
+                f"({getattr(existing.fn, '__module__', '?')}.{getattr(existing.fn, '__qualname__', '?')}); "
+                f"give one of them another name with @runner.job(name=...)"
+            )
+        self._defs[definition.name] = definition
+        self._names = frozenset(self._defs)
+
+    def get(self, name: str) -> JobDefinition | None:
+        """The definition, or None."""
+        return self._defs.get(name)
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Registered names (the same object until a job is added)."""
+        return self._names
+
+    def __iter__(self) -> Any:
+        return iter(self._defs.values())
+
+    def __len__(self) -> int:
+        return len(self._defs)
+
+
+class JobHost(Protocol):
+    """What a ``Job`` needs of its runner."""
+
+    def enqueue_one(
+        self,
+        definition: JobDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: EnqueueOptions,
+    ) -> Coroutine[Any, Any, JobHandle[Any]]: ...
+
+    async def submit(
+        self,
+        definition: JobDefinition,
+        calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+        options: EnqueueOptions,
+    ) -> list[JobHandle[Any]]: ...
+
+
+class Call(Generic[P]):
+    """One call of a job, for ``enqueue_many``: ``resize.call(42, width=400)``."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        self.args: tuple[Any, ...] = args
+        self.kwargs: dict[str, Any] = kwargs
+
+
+def _normalise_calls(
+    calls: Iterable[Call[Any] | tuple[Any, ...]],
+) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    out: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    for call in calls:
+        if isinstance(call, Call):
+            out.append((call.args, call.kwargs))
+        elif isinstance(call, tuple):
+            out.append((call, {}))
+        else:
+            raise TypeError(
+                f"enqueue_many: each item must be job.call(...) or a tuple of "
+                f"positional arguments, not {type(call).__name__}"
+            )
+    return out
+
+
+class BoundJob(Generic[P, R]):
+    """A job with per-call options: ``resize.options(priority=-5).enqueue(42)``."""
+
+    __slots__ = ("_definition", "_host", "_options")
+
+    def __init__(self, host: JobHost, definition: JobDefinition, options: EnqueueOptions) -> None:
+        self._host = host
+        self._definition = definition
+        self._options = options
+
+    def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, JobHandle[R]]:
+        """Enqueue one call: ``handle = await job.enqueue(...)``.
+
+        A plain function returning the runner's coroutine, so a call costs one
+        coroutine rather than two.
+        """
+        return self._host.enqueue_one(self._definition, args, kwargs, self._options)
+
+    async def enqueue_many(self, calls: Iterable[Call[P] | tuple[Any, ...]]) -> list[JobHandle[R]]:
+        """Enqueue many calls in one store round trip; handles in the same order."""
+        return await self._host.submit(self._definition, _normalise_calls(calls), self._options)
+
+
+class Job(BoundJob[P, R]):
+    """What ``@runner.job`` returns: the handler, plus ways to enqueue it."""
+
+    __slots__ = ("__wrapped__",)
+
+    def __init__(self, host: JobHost, definition: JobDefinition) -> None:
+        super().__init__(host, definition, DEFAULT_ENQUEUE)
+        self.__wrapped__ = definition.fn
+
+    @property
+    def name(self) -> str:
+        """The registered name."""
+        return self._definition.name
+
+    @property
+    def definition(self) -> JobDefinition:
+        """The registered definition."""
+        return self._definition
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
+        """Call the handler directly, bypassing the runner (handy in unit tests)."""
+        return self._definition.fn(*args, **kwargs)
+
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call[P]:
+        """A typed call for ``enqueue_many``."""
+        return Call(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        priority: int | None = None,
+        delay: float | None = None,
+        run_at: datetime | float | None = None,
+        key: str | None = None,
+        workspace_id: str | None = None,
+        block: bool = True,
+        queue: str | None = None,
+        timeout: float | None = _UNSET,
+        retries: int | None = None,
+        connection: Any = None,
+    ) -> BoundJob[P, R]:
+        """Per-call options; ValueError for invalid ones.
+
+        ``delay`` (seconds) or ``run_at`` (aware datetime or epoch seconds) defer the
+        job; ``key`` makes the enqueue idempotent while a job with that key is active;
+        ``block=False`` raises QueueFull instead of waiting for room.
+        """
+        return BoundJob(
+            self._host,
+            self._definition,
+            EnqueueOptions(
+                priority=priority,
+                delay=delay,
+                run_at=run_at,
+                key=key,
+                workspace_id=workspace_id,
+                block=block,
+                queue=queue,
+                timeout=timeout,
+                retries=retries,
+                connection=connection,
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f"<Job {self.name}>"
+
+
+def make_options(
+    *,
+    queue: str,
+    priority: int,
+    timeout: float | None,
+    retries: int,
+    backoff: BackoffLike | None,
+    default_backoff: Backoff,
+    where: str,
+) -> JobOptions:
+    """Validated ``JobOptions`` from decorator arguments."""
+    return JobOptions(
+        queue=check_queue(queue, where),
+        priority=check_priority(priority, where),
+        timeout=check_timeout(timeout, where),
+        retries=check_retries(retries, where),
+        backoff=default_backoff if backoff is None else as_backoff(backoff),
+    )

@@ -1,0 +1,939 @@
+"""The composition root: ``Runner`` wires registry, store, pool and maintenance.
+
+Lifecycle: ``async with runner`` starts the pool and maintenance in a task
+group owned by the caller's task and, on exit, stops in two phases: intake
+stops at once (no claims, no cron, no maintenance), running jobs get
+``shutdown_grace`` seconds, then they are cancelled and go back to the queue
+without counting an attempt. ``serve()`` is the same, until SIGINT/SIGTERM or
+``stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import secrets
+import signal
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, nullcontext
+from typing import Any, ParamSpec, Protocol, TypeVar, overload
+from zoneinfo import ZoneInfo
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup
+
+from jobrunner import defaults
+from jobrunner._ids import IdFactory
+from jobrunner.clock import Clock, SystemClock
+from jobrunner.cron import CronExpression, MissedPolicy, Schedule, ScheduleInfo
+from jobrunner.errors import InvalidJobState, JobCancelled, JobFailed, JobNotFound, QueueFull, UnknownJob
+from jobrunner.execute import Executor
+from jobrunner.handle import JobHandle
+from jobrunner.hooks import JobHooks, Middleware
+from jobrunner.maintenance import Duty, Maintenance, PruneDuty, RescueDuty
+from jobrunner.models import JobRecord, JobSpec, JobStatus, LeaseTerms, Trigger
+from jobrunner.observability import Instrumentation, Telemetry
+from jobrunner.pool import WorkerPool, spawn_in
+from jobrunner.registry import (
+    _UNSET,
+    DEFAULT_ENQUEUE,
+    EnqueueOptions,
+    Job,
+    JobDefinition,
+    Registry,
+    check_priority,
+    check_queue,
+    check_timeout,
+    make_options,
+)
+from jobrunner.resources import ProcessScope, ResourceRegistry, Scope
+from jobrunner.retry import BackoffLike, ExponentialBackoff, as_backoff
+from jobrunner.scheduler import CronScheduler
+from jobrunner.stats import Health, LoopMonitor, RunnerStats, Throughput
+from jobrunner.stores import store_from_url
+from jobrunner.stores.base import Store
+
+__all__ = ["Runner"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+F = TypeVar("F", bound=Callable[..., Any])
+
+_log = structlog.get_logger("jobrunner.runner")
+_new_tuple = tuple.__new__
+_ENQUEUE = Trigger.ENQUEUE.value
+
+
+class _JobDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Job[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Job[P, R]: ...
+
+
+class _CronDecorator(Protocol):
+    @overload
+    def __call__(self, fn: Job[P, R], /) -> Job[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Job[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Job[P, R]: ...
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def _positive_int(value: int, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Runner({what}={value!r}): must be an integer >= 1")
+    return value
+
+
+def _non_negative(value: float, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"Runner({what}={value!r}): must be a number of seconds >= 0")
+    return float(value)
+
+
+async def _shielded(fn: Callable[[], Awaitable[None]]) -> None:
+    with anyio.CancelScope(shield=True):
+        await fn()
+
+
+class Runner:
+    """Registers jobs and runs them.
+
+    ``Runner()`` keeps jobs in memory; ``Runner(store="sqlite:///jobs.db")`` keeps
+    them on disk. Every argument has a production default (see ``jobrunner.defaults``).
+
+    Args:
+        store: a ``Store`` or a URL (``memory://``, ``sqlite:///path``, ``postgresql://...``).
+        concurrency: most jobs running at once in this runner.
+        max_pending: waiting jobs at which ``enqueue`` waits for room (None: no limit).
+        queues: per-queue concurrency limits, e.g. ``{"emails": 5}``; other queues
+            share ``concurrency`` without a limit of their own.
+        consume: the queues this runner takes jobs from (a worker dedicated to
+            some queues); default: all of them.
+        shutdown_grace: seconds running jobs get to finish when the runner stops.
+        cancel_grace: seconds a cancelled job gets to unwind before it is abandoned.
+        timeout, retries, backoff: defaults for jobs that do not set their own.
+        result_ttl: seconds finished jobs and their results are kept.
+        lease: fixed lease length in seconds; default: each job's timeout plus 30 s.
+        threads: threads for sync ``def`` handlers.
+        clock: time source; ``jobrunner.testing.FakeClock`` in tests.
+        worker_id: this runner's identity in job records (default host:pid:random).
+        instrument: structlog context, OpenTelemetry spans and metrics (True: the
+            global providers; an ``Instrumentation`` to choose; False: off).
+    """
+
+    def __init__(
+        self,
+        store: Store | str | None = None,
+        *,
+        concurrency: int = defaults.CONCURRENCY,
+        max_pending: int | None = defaults.MAX_PENDING,
+        queues: Mapping[str, int] | None = None,
+        consume: Iterable[str] | None = None,
+        shutdown_grace: float = defaults.SHUTDOWN_GRACE,
+        cancel_grace: float = defaults.CANCEL_GRACE,
+        timeout: float | None = defaults.TIMEOUT,
+        retries: int = defaults.RETRIES,
+        backoff: BackoffLike | None = None,
+        result_ttl: float = defaults.RESULT_TTL,
+        lease: float | None = None,
+        threads: int = defaults.THREADS,
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        instrument: bool | Instrumentation = True,
+    ) -> None:
+        if store is None:
+            from jobrunner.stores.memory import MemoryStore
+
+            store = MemoryStore()
+        elif isinstance(store, str):
+            store = store_from_url(store)
+        elif not isinstance(store, Store):
+            raise TypeError(f"Runner(store={store!r}): pass a Store or a store URL")
+        self.store: Store = store
+        self._concurrency = _positive_int(concurrency, "concurrency")
+        if max_pending is not None:
+            _positive_int(max_pending, "max_pending")
+        self._max_pending = max_pending
+        self._queue_limits = {q: _positive_int(n, f"queues[{q!r}]") for q, n in (queues or {}).items()}
+        if isinstance(consume, str):
+            raise ValueError(f"Runner(consume={consume!r}): pass a list of queue names, e.g. [{consume!r}]")
+        self._consume = None if consume is None else frozenset(consume)
+        if self._consume is not None and (not self._consume or not all(self._consume)):
+            raise ValueError(f"Runner(consume={consume!r}): name at least one non-empty queue")
+        self._shutdown_grace = _non_negative(shutdown_grace, "shutdown_grace")
+        self._cancel_grace = _non_negative(cancel_grace, "cancel_grace")
+        self._timeout = check_timeout(timeout, "Runner()")
+        self._retries = make_options(
+            queue=defaults.QUEUE,
+            priority=0,
+            timeout=None,
+            retries=retries,
+            backoff=None,
+            default_backoff=ExponentialBackoff(),
+            where="Runner()",
+        ).retries
+        self._backoff = ExponentialBackoff() if backoff is None else as_backoff(backoff)
+        self._result_ttl = _non_negative(result_ttl, "result_ttl")
+        if lease is not None and (isinstance(lease, bool) or not lease > 0):
+            raise ValueError(f"Runner(lease={lease!r}): must be seconds > 0 or None")
+        self._lease = LeaseTerms(
+            fixed=lease, margin=defaults.LEASE_MARGIN, without_timeout=defaults.LEASE_WITHOUT_TIMEOUT
+        )
+        self._threads = _positive_int(threads, "threads")
+        self.clock: Clock = clock or SystemClock()
+        self.worker_id = worker_id or _default_worker_id()
+
+        self._registry = Registry()
+        self._jobs: dict[str, Job[Any, Any]] = {}
+        self._declared: dict[str, JobDefinition] = {}
+        self._resources = ResourceRegistry()
+        self._hooks: list[JobHooks] = []
+        self._middleware: list[Middleware] = []
+        self._duties: list[Duty] = []
+        self._schedules: dict[str, Schedule] = {}
+        self._ids = IdFactory()
+        self._pending_estimate = 0
+        self._throughput = Throughput(self.clock)
+        self._telemetry = Telemetry(instrument, worker_id=self.worker_id, clock=self.clock)
+        self._monitor: LoopMonitor | None = None
+
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._open_lock = asyncio.Lock()
+        self._store_open = False
+        self._room = asyncio.Event()
+        self._stack: AsyncExitStack | None = None
+        self._pool: WorkerPool | None = None
+        self._maintenance: Maintenance | None = None
+        self._tg: TaskGroup | None = None
+        self._stop_requested = asyncio.Event()
+        self._hurry = False
+
+    def configure(
+        self,
+        *,
+        store: Store | str | None = None,
+        concurrency: int | None = None,
+        consume: Iterable[str] | None = None,
+    ) -> None:
+        """Change deployment settings before the runner starts (what the CLI's flags do).
+
+        None leaves a setting as it is.
+        """
+        if self._stack is not None:
+            raise RuntimeError("configure() the runner before it starts, not while it runs")
+        if store is not None:
+            self.store = store_from_url(store) if isinstance(store, str) else store
+            self._store_open = False
+        if concurrency is not None:
+            self._concurrency = _positive_int(concurrency, "concurrency")
+        if consume is not None:
+            names = frozenset(consume)
+            if not names or not all(names):
+                raise ValueError(f"consume={list(consume)!r}: name at least one non-empty queue")
+            self._consume = names
+
+    # registration ------------------------------------------------------------
+    @overload
+    def job(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Job[P, R]: ...
+
+    @overload
+    def job(self, fn: Callable[P, R], /) -> Job[P, R]: ...
+
+    @overload
+    def job(
+        self,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        timeout: float | None = _UNSET,
+        retries: int | None = None,
+        backoff: BackoffLike | None = None,
+    ) -> _JobDecorator: ...
+
+    def job(
+        self,
+        fn: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        timeout: float | None = _UNSET,
+        retries: int | None = None,
+        backoff: BackoffLike | None = None,
+    ) -> Any:
+        """Register a job handler: ``@runner.job`` or ``@runner.job(queue=..., retries=...)``.
+
+        ``async def`` handlers run on the event loop; plain ``def`` ones in a thread.
+        Options: ``name`` (default: the function's name), ``queue``, ``priority``
+        (lower runs first), ``timeout`` (seconds, None for none), ``retries`` (extra
+        attempts), ``backoff`` (seconds, a function of the attempt, or a policy).
+        """
+
+        def register(fn: Callable[..., Any]) -> Job[Any, Any]:
+            job_name = name or getattr(fn, "__name__", None)
+            if not job_name:
+                raise ValueError(f"@runner.job: {fn!r} has no __name__; pass name=")
+            where = f"@runner.job for {job_name!r}"
+            options = make_options(
+                queue=defaults.QUEUE if queue is None else queue,
+                priority=defaults.PRIORITY if priority is None else priority,
+                timeout=self._timeout if timeout is _UNSET else timeout,
+                retries=self._retries if retries is None else retries,
+                backoff=backoff,
+                default_backoff=self._backoff,
+                where=where,
+            )
+            definition = JobDefinition(job_name, fn, options)
+            if job_name in self._declared:
+                raise ValueError(f"{where}: {job_name!r} is already declared as a remote job")
+            self._registry.add(definition)
+            handle: Job[Any, Any] = Job(self, definition)
+            self._jobs[job_name] = handle
+            return handle
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def declare(
+        self,
+        name: str,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        timeout: float | None = _UNSET,
+        retries: int | None = None,
+    ) -> Job[..., Any]:
+        """A job that another service's runner handles, to enqueue by name.
+
+        This runner never claims it; it waits in the shared store for a runner that
+        registered ``name``. Arguments are not checked here (the handler is elsewhere).
+        """
+        if name in self._jobs:
+            raise ValueError(f"declare({name!r}): a job with this name is registered here")
+
+        def remote(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError(f"job {name!r} is declared here but runs in another service")
+
+        options = make_options(
+            queue=defaults.QUEUE if queue is None else queue,
+            priority=defaults.PRIORITY if priority is None else priority,
+            timeout=self._timeout if timeout is _UNSET else timeout,
+            retries=self._retries if retries is None else retries,
+            backoff=None,
+            default_backoff=self._backoff,
+            where=f"declare({name!r})",
+        )
+        definition = JobDefinition(name, remote, options)
+        self._declared[name] = definition
+        return Job(self, definition)
+
+    @property
+    def jobs(self) -> Mapping[str, Job[Any, Any]]:
+        """Registered jobs by name, e.g. ``runner.jobs["resize"].options(delay=5)``."""
+        return self._jobs
+
+    @overload
+    def resource(self, fn: F, /) -> F: ...
+
+    @overload
+    def resource(self, *, scope: Scope = "process") -> Callable[[F], F]: ...
+
+    def resource(self, fn: Any = None, *, scope: Scope = "process") -> Any:
+        """Register an async generator as a resource; use it with ``Depends(fn)``.
+
+        ``scope="process"`` (default): created once, disposed when the runner stops.
+        ``scope="job"``: created per attempt on first use, disposed when it ends.
+        """
+
+        def register(fn: F) -> F:
+            self._resources.add(fn, scope)
+            return fn
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def middleware(self, fn: Middleware) -> Middleware:
+        """Register ``async def mw(job, call_next)`` to wrap every attempt (outermost first)."""
+        self._middleware.append(fn)
+        return fn
+
+    def add_hooks(self, hooks: JobHooks) -> None:
+        """Observe every job's lifecycle through a ``JobHooks`` subclass."""
+        self._hooks.append(hooks)
+
+    def add_duty(self, duty: Duty) -> None:
+        """Give the maintenance leader another periodic duty."""
+        self._duties.append(duty)
+
+    # cron schedules ------------------------------------------------------------------
+    def cron(
+        self,
+        expression: str,
+        *,
+        timezone: str | ZoneInfo = "UTC",
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        missed: MissedPolicy = "latest",
+        jitter: float = 0.0,
+    ) -> _CronDecorator:
+        """Run a job on a cron schedule: ``@runner.cron("*/5 * * * *")`` on its function.
+
+        Registers the function as a job if it is not one yet (stack it on top of
+        ``@runner.job(...)`` to give job options), then schedules it; the options
+        are those of ``schedule()``. Returns the ``Job``, so it can be enqueued too.
+        """
+
+        def register(fn: Any) -> Job[Any, Any]:
+            if isinstance(fn, Job):
+                job = fn
+            else:
+                fn_name = getattr(fn, "__name__", None)
+                known = self._jobs.get(fn_name) if isinstance(fn_name, str) else None
+                job = known if known is not None and known.definition.fn is fn else self.job(fn)
+            self.schedule(
+                job,
+                cron=expression,
+                timezone=timezone,
+                name=name,
+                args=args,
+                kwargs=kwargs,
+                queue=queue,
+                priority=priority,
+                missed=missed,
+                jitter=jitter,
+            )
+            return job
+
+        return register
+
+    def schedule(
+        self,
+        job: Job[Any, Any] | str,
+        *,
+        cron: str,
+        timezone: str | ZoneInfo = "UTC",
+        name: str | None = None,
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        missed: MissedPolicy = "latest",
+        jitter: float = 0.0,
+    ) -> Schedule:
+        """Enqueue a registered job (or its name) on a cron schedule.
+
+        ``cron``: 5 fields, or 6 with seconds last (``"*/10 * * * * */30"``), read in
+        ``timezone`` (an IANA name). ``name``: the schedule's name (default: the
+        job's), its identity in the store. ``args``/``kwargs``: the call, checked
+        against the job's signature now. ``queue``/``priority``: override the job's.
+        ``missed``: after downtime run the ``"latest"`` missed tick once (default),
+        ``"skip"`` them, or run ``"all"`` (at most the 100 most recent).
+        ``jitter``: delay each run by up to this many seconds (the same delay in
+        every process). Every runner sharing a store should register the same
+        schedules: only the leader's are fired. DST rules: ``jobrunner.cron``.
+
+        Raises ValueError for an invalid expression or timezone, an unknown job, or
+        a taken name; TypeError if the arguments do not fit the job.
+        """
+        job_name = job if isinstance(job, str) else getattr(job, "name", None)
+        definition = None
+        if isinstance(job_name, str):
+            definition = self._registry.get(job_name) or self._declared.get(job_name)
+        if definition is None or (isinstance(job, Job) and job.definition is not definition):
+            raise ValueError(
+                f"schedule(cron={cron!r}): {job!r} is not a job registered with this runner; "
+                f"register it with @runner.job first, or put @runner.cron on the function"
+            )
+        schedule_name = definition.name if name is None else name
+        where = f"schedule {schedule_name!r}"
+        existing = self._schedules.get(schedule_name)
+        if existing is not None:
+            raise ValueError(
+                f"{where}: a schedule with this name already exists ({existing.job!r} at "
+                f"{existing.cron.expression!r}); give this one another name with name="
+            )
+        call_args, call_kwargs = tuple(args), dict(kwargs or {})
+        try:
+            definition.check_args(call_args, call_kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"{where}: args={call_args!r}, kwargs={call_kwargs!r} do not fit: {exc}"
+            ) from None
+        schedule = Schedule(
+            name=schedule_name,
+            job=definition.name,
+            cron=CronExpression(cron, timezone),
+            args=call_args,
+            kwargs=call_kwargs,
+            queue=None if queue is None else check_queue(queue, where),
+            priority=None if priority is None else check_priority(priority, where),
+            missed=missed,
+            jitter=jitter,
+        )
+        self._schedules[schedule_name] = schedule
+        return schedule
+
+    async def schedules(self) -> list[ScheduleInfo]:
+        """Every schedule: name, job, expression, timezone, next run and last run."""
+        await self._open_store()
+        last = await self.store.cron_state()
+        now = self.clock.now()
+        return [schedule.info(last.get(schedule.name), now) for schedule in self._schedules.values()]
+
+    def _cron_scheduler(self) -> CronScheduler:
+        return CronScheduler(
+            store=self.store,
+            clock=self.clock,
+            schedules=self._schedules.values,
+            build_spec=self._cron_spec,
+            on_fired=self._cron_fired,
+        )
+
+    def _cron_spec(self, schedule: Schedule, tick: float, now: float) -> JobSpec:
+        definition = self._registry.get(schedule.job) or self._declared[schedule.job]
+        options = EnqueueOptions(
+            run_at=tick + schedule.jitter_for(tick), queue=schedule.queue, priority=schedule.priority
+        )
+        meta = {"schedule": schedule.name, "scheduled_for": tick}
+        return self._spec(
+            definition, schedule.args, dict(schedule.kwargs), options, now, Trigger.CRON.value, meta
+        )
+
+    def _cron_fired(self, spec: JobSpec) -> None:
+        for hook in self._hooks:
+            hook.enqueued((spec,))
+
+    # enqueueing ----------------------------------------------------------------
+    async def enqueue(self, name: str, /, *args: Any, **kwargs: Any) -> JobHandle[Any]:
+        """Enqueue a registered or declared job by name; UnknownJob if it is neither."""
+        definition = self._registry.get(name) or self._declared.get(name)
+        if definition is None:
+            raise UnknownJob(name, self._registry.names)
+        return await self.enqueue_one(definition, args, kwargs, DEFAULT_ENQUEUE)
+
+    async def submit(
+        self,
+        definition: JobDefinition,
+        calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]],
+        options: EnqueueOptions,
+        *,
+        trigger: Trigger = Trigger.ENQUEUE,
+        meta: Mapping[str, Any] | None = None,
+    ) -> list[JobHandle[Any]]:
+        """Validate and store calls of one job in one store round trip."""
+        if not calls:
+            return []
+        now = self.clock.now()
+        specs = [
+            self._spec(definition, args, kwargs, options, now, trigger.value, meta) for args, kwargs in calls
+        ]
+        return await self._store_specs(specs, options, now)
+
+    async def enqueue_one(
+        self,
+        definition: JobDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: EnqueueOptions,
+    ) -> JobHandle[Any]:
+        """``submit`` for a single call, without the lists (the common case)."""
+        now = self.clock.now()
+        spec = self._spec(definition, args, kwargs, options, now, _ENQUEUE, None)
+        if not self._store_open:
+            await self._open_store()
+        if self._max_pending is not None:
+            if self._pending_estimate < self._max_pending:
+                self._pending_estimate += 1
+            else:
+                await self._admit(1, options.block)
+        if self._telemetry.sending:
+            ((job_id, created),) = await self._telemetry.enqueue(self.store, (spec,), now, options.connection)
+        else:
+            ((job_id, created),) = await self.store.enqueue((spec,), now, connection=options.connection)
+        if self._hooks:
+            for hook in self._hooks:
+                hook.enqueued((spec,))
+        return JobHandle(self, job_id, definition.name, created)
+
+    def _spec(
+        self,
+        definition: JobDefinition,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        options: EnqueueOptions,
+        now: float,
+        trigger: str,
+        meta: Mapping[str, Any] | None,
+    ) -> JobSpec:
+        check = definition.check_args
+        if args or kwargs or not check.empty_ok:
+            check(args, kwargs)
+        job_options = definition.options
+        if options is DEFAULT_ENQUEUE:
+            # Precomputed fields of the plain ``job.enqueue(...)`` call.
+            queue, priority, attempts, timeout = definition.plain
+            run_at = now
+            key = workspace_id = None
+        else:
+            queue = options.queue or job_options.queue
+            priority = job_options.priority if options.priority is None else options.priority
+            attempts = (job_options.retries if options.retries is None else options.retries) + 1
+            timeout = options.timeout if options.has_timeout else job_options.timeout
+            run_at = options.run_at_epoch(now)
+            key, workspace_id = options.key, options.workspace_id
+        headers = self._headers() if self._hooks else None
+        return _new_tuple(
+            JobSpec,
+            (
+                self._ids(),
+                definition.name,
+                args,
+                kwargs,
+                queue,
+                priority,
+                attempts,
+                timeout,
+                key,
+                workspace_id,
+                now,
+                run_at,
+                trigger,
+                headers,
+                meta,
+            ),
+        )
+
+    async def _store_specs(
+        self, specs: Sequence[JobSpec], options: EnqueueOptions, now: float
+    ) -> list[JobHandle[Any]]:
+        if not self._store_open:
+            await self._open_store()
+        if self._max_pending is not None:
+            await self._admit(len(specs), options.block)
+        if self._telemetry.sending:
+            results = await self._telemetry.enqueue(self.store, specs, now, options.connection)
+        else:
+            results = await self.store.enqueue(specs, now, connection=options.connection)
+        if self._hooks:
+            for hook in self._hooks:
+                hook.enqueued(specs)
+        name = specs[0].name
+        return [JobHandle(self, job_id, name, created) for job_id, created in results]
+
+    def _headers(self) -> dict[str, str] | None:
+        merged: dict[str, str] = {}
+        for hook in self._hooks:
+            extra = hook.headers()
+            if extra:
+                merged.update(extra)
+        return merged or None
+
+    async def _admit(self, n: int, block: bool) -> None:
+        """Backpressure: wait (or raise QueueFull) while ``max_pending`` would be exceeded.
+
+        The store is asked only when a running estimate (last count plus what was
+        admitted since) says the limit may be near, not on every enqueue.
+        """
+        limit = self._max_pending
+        assert limit is not None
+        if self._pending_estimate + n <= limit:
+            self._pending_estimate += n
+            return
+        self._bind_loop()  # _room below belongs to one loop
+        pending = await self.store.count_pending()
+        # A batch larger than the limit is admitted into an empty queue, or never.
+        while pending + n > limit and pending > 0:
+            if not block:
+                raise QueueFull(pending, limit)
+            self._room.clear()
+            # Claims in this process set _room; producers elsewhere re-check.
+            with anyio.move_on_after(0.25):
+                await self._room.wait()
+            pending = await self.store.count_pending()
+        if pending + n > limit and not block:
+            raise QueueFull(pending, limit)
+        self._pending_estimate = pending + n
+
+    def _on_claimed(self) -> None:
+        # Claims make room: let the estimate be re-read at the next enqueue.
+        self._pending_estimate = self._max_pending or 0
+        self._room.set()
+
+    # following jobs ---------------------------------------------------------------
+    async def get_job(self, job_id: str) -> JobRecord:
+        """The job's record; JobNotFound if there is none."""
+        await self._open_store()
+        record = await self.store.get(job_id)
+        if record is None:
+            raise JobNotFound(job_id)
+        return record
+
+    async def status(self, job_id: str) -> JobStatus:
+        """The job's status; JobNotFound if there is no such job."""
+        return (await self.get_job(job_id)).status
+
+    async def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """Wait for the job to end; its return value, or JobFailed / JobCancelled."""
+        await self._open_store()
+        with anyio.fail_after(timeout) if timeout is not None else nullcontext():
+            record = await self.store.wait_done(job_id)
+        if record.status is JobStatus.SUCCEEDED:
+            if record.result_error is not None:
+                raise JobFailed(record.id, record.name, None) from TypeError(record.result_error)
+            return record.result
+        if record.status is JobStatus.CANCELLED:
+            raise JobCancelled(record.id, record.name)
+        raise JobFailed(record.id, record.name, record.error)
+
+    async def cancel(self, job_id: str) -> JobStatus:
+        """Cancel a job: a waiting one at once, a running one as soon as its runner hears."""
+        await self._open_store()
+        status = await self.store.cancel(job_id, self.clock.now())
+        if status is JobStatus.RUNNING and self._pool is not None:
+            self._pool.cancel(job_id)
+        self._room.set()
+        return status
+
+    async def requeue(self, job_id: str) -> JobHandle[Any]:
+        """Send a dead (or cancelled) job back to the queue with its attempts reset."""
+        await self._open_store()
+        record = await self.store.requeue(job_id, self.clock.now())
+        return JobHandle(self, record.id, record.name, True)
+
+    async def dead_letters(self, *, name: str | None = None, limit: int = 100) -> list[JobRecord]:
+        """Dead jobs, newest first, with their last error and traceback."""
+        return await self.list_jobs(status=JobStatus.DEAD, name=name, limit=limit)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs matching every given filter, newest first."""
+        await self._open_store()
+        return await self.store.list_jobs(status=status, queue=queue, name=name, limit=limit)
+
+    async def purge(self, status: JobStatus, *, older_than: float = 0.0, limit: int = 10_000) -> int:
+        """Delete jobs of a final status that finished more than ``older_than`` seconds ago."""
+        if status not in (JobStatus.SUCCEEDED, JobStatus.DEAD, JobStatus.CANCELLED):
+            raise InvalidJobState("*", status, "only succeeded, dead or cancelled jobs can be purged")
+        await self._open_store()
+        return await self.store.purge(status, self.clock.now() - older_than, limit)
+
+    async def stats(self) -> RunnerStats:
+        """Counts by status and queue, running jobs, oldest wait, recent throughput."""
+        await self._open_store()
+        store_stats = await self.store.stats(self.clock.now())
+        pool = self._pool
+        return RunnerStats.build(
+            store_stats,
+            running=len(pool.running) if pool else 0,
+            workers=pool.workers if pool else 0,
+            throughput=self._throughput,
+        )
+
+    def health(self) -> Health:
+        """Whether the workers are alive and the event loop responsive (callable from any thread)."""
+        pool, monitor = self._pool, self._monitor
+        if pool is None or monitor is None:
+            threshold = self._telemetry.loop_block_threshold or defaults.LOOP_BLOCK_THRESHOLD
+            return Health(False, 0, 0.0, threshold, None)
+        return Health(True, pool.workers, monitor.lag(), monitor.threshold, monitor.blocking_job)
+
+    # lifecycle ---------------------------------------------------------------------
+    def _bind_loop(self) -> None:
+        """asyncio primitives belong to one loop; a runner defined at import time
+        may serve several in turn (one per test, say), so they follow the loop."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._telemetry.refresh()
+            self._open_lock = asyncio.Lock()
+            self._room = asyncio.Event()
+            stop_was_requested = self._stop_requested.is_set()
+            self._stop_requested = asyncio.Event()
+            if stop_was_requested:
+                self._stop_requested.set()
+
+    async def _open_store(self) -> None:
+        self._bind_loop()
+        if self._store_open:
+            return
+        async with self._open_lock:
+            if not self._store_open:
+                await self.store.open()
+                self._store_open = True
+
+    @property
+    def is_running(self) -> bool:
+        """True between start and stop."""
+        return self._stack is not None
+
+    async def __aenter__(self) -> Runner:
+        if self._stack is not None:
+            raise RuntimeError("this runner is already running; enter it once")
+        for definition in self._registry:
+            self._resources.validate(definition.injected, f"job {definition.name!r}")
+        await self._open_store()
+        stack = AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            base = contextvars.copy_context()
+            process_scope = ProcessScope(self._resources, base)
+            stack.push_async_callback(_shielded, process_scope.aclose)
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            executor = Executor(
+                registry=self._registry,
+                resources=self._resources,
+                process_scope=process_scope,
+                clock=self.clock,
+                thread_limiter=anyio.CapacityLimiter(self._threads),
+                hooks=self._hooks,
+                middleware=self._middleware,
+                base_context=base,
+                telemetry=self._telemetry,
+            )
+            pool = WorkerPool(
+                store=self.store,
+                executor=executor,
+                clock=self.clock,
+                concurrency=self._concurrency,
+                queue_limits=self._queue_limits,
+                consume=self._consume,
+                names=lambda: self._registry.names,
+                worker_id=self.worker_id,
+                lease=self._lease,
+                cancel_grace=self._cancel_grace,
+                base_context=base,
+                on_claimed=self._on_claimed,
+                throughput=self._throughput,
+            )
+            maintenance = Maintenance(
+                store=self.store,
+                clock=self.clock,
+                holder=self.worker_id,
+                lease=self._lease,
+                leases=pool.leases,
+                on_report=pool.apply_lease_report,
+                duties=[
+                    RescueDuty(self.store, defaults.RESCUE_INTERVAL),
+                    PruneDuty(self.store, self._result_ttl, defaults.PRUNE_INTERVAL),
+                    self._cron_scheduler(),
+                    *self._duties,
+                    *self._telemetry.duties(self.store),
+                ],
+            )
+            stack.callback(self.store.add_work_listener(pool.notify_work))
+            self._telemetry.start(base, pool.running, lambda: maintenance.is_leader)
+            self._monitor = monitor = LoopMonitor(self._telemetry.loop_block_threshold, lambda: pool.running)
+            monitor.start()
+            stack.callback(monitor.stop)
+            spawn_in(base, tg, monitor.run, "jobrunner.monitor")
+            pool.start(tg)
+            if self._telemetry.enabled:
+                spawn_in(base, tg, self._telemetry.watch, "jobrunner.telemetry")
+            spawn_in(base, tg, maintenance.heartbeat, "jobrunner.heartbeat")
+            spawn_in(base, tg, maintenance.lead, "jobrunner.leader")
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack, self._tg, self._pool, self._maintenance = stack, tg, pool, maintenance
+        self._hurry = False
+        _log.info(
+            "runner started",
+            worker_id=self.worker_id,
+            store=type(self.store).__name__,
+            jobs=sorted(self._registry.names),
+            concurrency=self._concurrency,
+        )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        stack, tg, pool, maintenance = self._stack, self._tg, self._pool, self._maintenance
+        assert stack is not None and tg is not None and pool is not None and maintenance is not None
+        _log.info("shutdown begun", worker_id=self.worker_id, running=len(pool.running))
+        try:
+            # Shielded: an outer cancellation must not skip putting jobs back.
+            with anyio.CancelScope(shield=True):
+                maintenance.stop()
+                await pool.drain(0.0 if self._hurry else self._shutdown_grace)
+                # Let the maintenance loops finish the store call they may be in.
+                await maintenance.stopped(5.0)
+            tg.cancel_scope.cancel()
+        finally:
+            try:
+                await stack.aclose()
+            finally:
+                self._stack = self._tg = self._pool = self._maintenance = None
+                self._stop_requested.clear()
+                self._telemetry.stop()
+        _log.info("shutdown finished", worker_id=self.worker_id)
+
+    async def aclose(self) -> None:
+        """Close the store connection (for producer-only use; ``async with`` does it too)."""
+        if self._store_open and self._stack is None:
+            await self.store.close()
+            self._store_open = False
+
+    def stop(self, *, now: bool = False) -> None:
+        """Ask ``serve()`` to return after a graceful drain (``now``: skip the grace)."""
+        if now:
+            self._hurry = True
+            if self._pool is not None:
+                self._pool.hurry()
+        self._stop_requested.set()
+
+    async def serve(self) -> None:
+        """Run until SIGINT/SIGTERM or ``stop()``, then drain and return.
+
+        A second signal cuts the grace period short.
+        """
+        async with self:
+            assert self._tg is not None
+            if threading.current_thread() is threading.main_thread():
+                self._tg.start_soon(self._watch_signals, name="jobrunner.signals")
+            await self._stop_requested.wait()
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                first = not self._stop_requested.is_set()
+                _log.warning(
+                    "signal received; " + ("stopping gracefully" if first else "stopping now"),
+                    signal=signal.Signals(signum).name,
+                )
+                self.stop(now=not first)
+
+    async def run_until_idle(self) -> None:
+        """Run until no job is ready or running (delayed ones may remain), then return.
+
+        Starts and stops the runner around it if it is not running.
+        """
+        if self._pool is not None:
+            await self._pool.wait_idle()
+            return
+        async with self:
+            assert self._pool is not None
+            await self._pool.wait_idle()

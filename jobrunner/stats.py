@@ -1,0 +1,227 @@
+"""Runner statistics and health: the store's counts plus what only this process knows."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import structlog
+
+from jobrunner import defaults
+from jobrunner.clock import Clock
+from jobrunner.models import JobStatus, StoreStats
+
+__all__ = ["Health", "LoopMonitor", "RunnerStats", "Throughput"]
+
+_log = structlog.get_logger("jobrunner.health")
+
+_BLOCKING_JOB = (
+    "the job's handler runs blocking code on the event loop; await it, or make the handler a plain def"
+)
+_BLOCKING_OTHER = "no job is on the loop's stack: the app or the runner itself is blocking the loop"
+
+_WINDOW = 60
+
+
+class Throughput:
+    """Attempts finished per second over the last minute, in per-second buckets.
+
+    Fed once per settled batch, not per job.
+    """
+
+    __slots__ = ("_buckets", "_clock")
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._buckets: deque[list[int]] = deque()
+
+    def record(self, count: int) -> None:
+        """``count`` attempts finished now."""
+        second = int(self._clock.monotonic())
+        buckets = self._buckets
+        if buckets and buckets[-1][0] == second:
+            buckets[-1][1] += count
+        else:
+            buckets.append([second, count])
+            while buckets and buckets[0][0] <= second - _WINDOW:
+                buckets.popleft()
+
+    def per_second(self) -> float:
+        """Mean rate over the last 60 s."""
+        now = int(self._clock.monotonic())
+        total = sum(n for second, n in self._buckets if second > now - _WINDOW)
+        return total / _WINDOW
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerStats:
+    """A snapshot for dashboards and ``jobrunner stats``."""
+
+    counts: Mapping[JobStatus, int]
+    """Jobs in the store by status (all queues)."""
+    queues: Mapping[str, Mapping[JobStatus, int]]
+    """Jobs by queue and status."""
+    running: int
+    """Attempts running in this runner now."""
+    workers: int
+    """Worker tasks alive in this runner now."""
+    oldest_waiting_age: float | None
+    """Seconds the oldest ready job has waited."""
+    throughput: float
+    """Attempts this runner finished per second, over the last minute."""
+    unknown_names: Mapping[str, float]
+    """Waiting jobs no live runner has registered: name -> oldest job's age."""
+
+    @classmethod
+    def build(cls, store: StoreStats, *, running: int, workers: int, throughput: Throughput) -> RunnerStats:
+        """Combine the store's view with this runner's."""
+        return cls(
+            counts=store.counts,
+            queues=store.queues,
+            running=running,
+            workers=workers,
+            oldest_waiting_age=store.oldest_waiting_age,
+            throughput=throughput.per_second(),
+            unknown_names=store.unknown_names,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """Is this runner alive? ``runner.health()``, safe to call from any thread."""
+
+    running: bool
+    """The runner is started (inside ``async with`` or ``serve()``)."""
+    workers: int
+    """Worker tasks alive; while the runner runs there is at least the fetcher."""
+    loop_lag: float
+    """Seconds the event loop was late for the monitor's last tick, or has been
+    blocked so far if that is longer."""
+    loop_block_threshold: float
+    """Lag above this counts as unresponsive."""
+    blocking_job: str | None
+    """Id of the job blocking the event loop right now, if the watchdog caught one."""
+
+    @property
+    def workers_alive(self) -> bool:
+        """The runner runs and has worker tasks."""
+        return self.running and self.workers > 0
+
+    @property
+    def loop_responsive(self) -> bool:
+        """The event loop's lag is under the threshold."""
+        return self.loop_lag < self.loop_block_threshold
+
+    @property
+    def ok(self) -> bool:
+        """Workers alive and the event loop responsive."""
+        return self.workers_alive and self.loop_responsive
+
+
+class LoopMonitor:
+    """Measures event-loop lag, and names the job when a handler blocks the loop.
+
+    A task sleeps ``interval`` at a time and records how late it woke (the lag).
+    A watchdog thread checks that the task keeps ticking; once it has been
+    silent for longer than ``threshold`` the loop is blocked *now*, so the thread
+    looks at the loop thread's stack for the running job that is on it and logs
+    a warning naming it and the line it is stuck on. Nothing runs per job.
+    """
+
+    def __init__(self, threshold: float | None, running: Callable[[], Mapping[str, Any]]) -> None:
+        self.threshold = defaults.LOOP_BLOCK_THRESHOLD if threshold is None else threshold
+        self._watch = threshold is not None
+        self._interval = min(0.5, self.threshold / 2)
+        self._running = running
+        self._lag = 0.0
+        self._beat = time.monotonic()
+        self._loop_thread: int | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.blocking_job: str | None = None
+
+    def lag(self) -> float:
+        """The last lag measured, or how long the loop has been silent if longer."""
+        silent = time.monotonic() - self._beat - self._interval
+        return max(0.0, self._lag, silent)
+
+    def start(self) -> None:
+        """Start the watchdog thread (call on the event loop's thread, then run ``run``)."""
+        self._loop_thread = threading.get_ident()
+        self._beat = time.monotonic()
+        self._lag = 0.0
+        self._stop.clear()
+        if self._watch and self._thread is None:
+            self._thread = threading.Thread(target=self._watchdog, name="jobrunner.watchdog", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the watchdog thread."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=1.0)
+
+    async def run(self) -> None:
+        """Measure the lag until cancelled (a task of the runner's task group)."""
+        while True:
+            before = time.monotonic()
+            # Real time on purpose: loop lag is about the real loop, not a test clock.
+            await asyncio.sleep(self._interval)
+            now = time.monotonic()
+            self._lag = max(0.0, now - before - self._interval)
+            self._beat = now
+
+    def _watchdog(self) -> None:
+        blocked = False
+        while not self._stop.wait(self._interval):
+            try:
+                silent = time.monotonic() - self._beat - self._interval
+                if silent > self.threshold and not blocked:
+                    blocked = True
+                    job, where = self._culprit()
+                    self.blocking_job = job.id if job is not None else None
+                    if job is not None:
+                        fields = {"job_id": job.id, "job_name": job.name, "attempt": job.attempt}
+                        fields |= {"queue": job.queue, "hint": _BLOCKING_JOB}
+                    else:
+                        fields = {"job_id": None, "hint": _BLOCKING_OTHER}
+                    _log.warning(
+                        "event loop blocked",
+                        **fields,
+                        blocked_for=round(silent, 3),
+                        threshold=self.threshold,
+                        where=where,
+                    )
+                elif blocked and silent <= self.threshold:
+                    blocked = False
+                    _log.info(
+                        "event loop unblocked", job_id=self.blocking_job, blocked_for=round(self._lag, 3)
+                    )
+                    self.blocking_job = None
+            except Exception:  # the watchdog must never die of a race with the loop
+                _log.exception("loop watchdog failed")
+
+    def _culprit(self) -> tuple[Any, str | None]:
+        """The running job on the loop thread's stack now, and where it is."""
+        frame: FrameType | None = sys._current_frames().get(self._loop_thread or -1)
+        if frame is None:
+            return None, None
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+        jobs = {id(job): job for job in list(self._running().values())}
+        # The innermost frame holding one of the running jobs (the executor's
+        # first step, or the step driving a resumed job) is the one on the stack.
+        while frame is not None and jobs:
+            for value in list(frame.f_locals.values()):
+                job = jobs.get(id(value))
+                if job is not None:
+                    return job, where
+            frame = frame.f_back
+        return None, where

@@ -1,0 +1,186 @@
+"""The store protocol, in the words of job state changes.
+
+Every store (memory, SQLite, PostgreSQL) implements this and passes the same
+behaviour suite (``tests/test_store_behaviour.py``); the runner core only ever
+talks to a ``Store``.
+
+State machine (``attempts`` counts attempts started)::
+
+    enqueue ──> QUEUED / SCHEDULED ──claim──> RUNNING ──settle──> SUCCEEDED
+                      ^                         │ │ │
+                      │ RELEASED (attempts-1)   │ │ └─> RETRYING ──claim──> RUNNING
+                      └─────────────────────────┘ ├──> DEAD ──requeue──> QUEUED
+                                                  └──> CANCELLED
+
+Rules every store keeps:
+
+* ``claim`` hands out ready jobs (``run_at <= now``; QUEUED, SCHEDULED or
+  RETRYING) ordered by ``(priority, run_at, insertion order)``, increments
+  ``attempts``, sets a new lease ``token`` and lease expiry, never more than
+  ``limit`` jobs, never more than ``queue_room[q]`` of a limited queue, only
+  jobs whose name is in ``names`` and (if given) whose queue is in ``queues``.
+* Every write about a claimed job (``settle``, ``extend_leases``) is fenced by
+  ``(job_id, token)`` and status RUNNING: a stale worker cannot overwrite a newer
+  attempt. Fenced-out writes are reported, never applied.
+* ``key``: while a job with the same key is active (waiting or running),
+  ``enqueue`` returns that job instead of creating another.
+* Work notifications: a store calls every listener registered with
+  ``add_work_listener`` when work may have become available (a job enqueued, a
+  retry or release scheduled, a requeue) in any process it can hear from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from jobrunner.models import (
+    ClaimedJob,
+    ClaimRequest,
+    Enqueued,
+    JobRecord,
+    JobSpec,
+    JobStatus,
+    LeaseReport,
+    LeaseTerms,
+    Outcome,
+    RescuedJob,
+    StoreStats,
+)
+
+__all__ = ["Store"]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where jobs live. All times are wall-clock epoch seconds from the runner's clock."""
+
+    durable: bool
+    """True if accepted jobs survive a crash of this process."""
+    serializes_payloads: bool
+    """True if args, kwargs and results are stored as JSON (and must be serializable)."""
+    poll_interval: float | None
+    """How often an idle runner re-checks for work it may not be told about
+    (other processes' enqueues); None when every enqueue is notified."""
+    claim_batch: int
+    """Largest batch worth claiming at once."""
+
+    # lifecycle -------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and create or migrate the schema. Idempotent. Raises StoreError."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections. Idempotent."""
+        ...
+
+    def add_work_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` (on the event loop) when work may be ready; returns an unsubscriber."""
+        ...
+
+    # producing -------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[JobSpec], now: float, *, connection: Any = None) -> list[Enqueued]:
+        """Insert jobs atomically (all or none); one answer per job, in order.
+
+        ``connection``: a store-specific connection whose transaction the insert
+        joins (PostgreSQL); stores without that notion raise ValueError if given.
+        """
+        ...
+
+    async def count_pending(self) -> int:
+        """Jobs waiting (QUEUED, SCHEDULED, RETRYING); may be briefly stale on shared stores."""
+        ...
+
+    # consuming -------------------------------------------------------------
+    async def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
+        """Claim up to ``request.limit`` ready jobs with a lease (see module rules)."""
+        ...
+
+    async def extend_leases(
+        self, leases: Sequence[tuple[str, int]], now: float, terms: LeaseTerms
+    ) -> LeaseReport:
+        """Renew the leases ``(job_id, token)``; report lost ones and cancel requests."""
+        ...
+
+    async def settle(self, outcomes: Sequence[Outcome], worker: str) -> list[str]:
+        """Record how attempts ended, in one transaction; return ids fenced out."""
+        ...
+
+    async def next_run_at(self, now: float) -> float | None:
+        """Earliest future ``run_at`` among waiting jobs, to sleep until; None if none."""
+        ...
+
+    # maintenance (run by the leader) ----------------------------------------
+    async def rescue_expired(self, now: float) -> list[RescuedJob]:
+        """Take back RUNNING jobs whose lease expired: retry, dead-letter or cancel them."""
+        ...
+
+    async def prune(self, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` SUCCEEDED or CANCELLED jobs finished before the time."""
+        ...
+
+    async def purge(self, status: JobStatus, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` jobs of a final ``status`` finished before the time."""
+        ...
+
+    async def try_lead(self, role: str, holder: str, ttl: float, now: float) -> bool:
+        """Acquire or renew leadership of ``role`` for ``ttl`` seconds; True if ``holder`` leads."""
+        ...
+
+    async def resign(self, role: str, holder: str) -> None:
+        """Give up leadership of ``role`` if ``holder`` has it."""
+        ...
+
+    # cron -------------------------------------------------------------------------
+    async def fire_tick(self, schedule: str, fire_at: float, job: JobSpec, now: float) -> bool:
+        """Enqueue one cron tick, at most once ever per ``(schedule, fire_at)``.
+
+        Atomically: if the last tick recorded for ``schedule`` is earlier than
+        ``fire_at``, insert ``job`` and record ``fire_at`` as the last tick; return
+        True. Otherwise change nothing and return False. Two leaders racing
+        (a takeover) therefore cannot both fire a tick, nor fire an older one.
+        """
+        ...
+
+    async def cron_state(self) -> dict[str, float]:
+        """The last tick fired of every schedule that ever fired: name -> epoch seconds."""
+        ...
+
+    # inspection and repair ---------------------------------------------------
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None."""
+        ...
+
+    async def wait_done(self, job_id: str) -> JobRecord:
+        """Wait until the job is final and return its record; JobNotFound if unknown."""
+        ...
+
+    async def cancel(self, job_id: str, now: float) -> JobStatus:
+        """Cancel a waiting job now, or flag a running one (returns RUNNING).
+
+        Returns the status after the call; a final job is left as it is.
+        Raises JobNotFound.
+        """
+        ...
+
+    async def requeue(self, job_id: str, now: float) -> JobRecord:
+        """Put a DEAD or CANCELLED job back in the queue with attempts reset.
+
+        Raises JobNotFound, or InvalidJobState for any other status.
+        """
+        ...
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Jobs matching every given filter, newest first."""
+        ...
+
+    async def stats(self, now: float) -> StoreStats:
+        """Counts by status and queue, oldest waiting age, unknown job names."""
+        ...

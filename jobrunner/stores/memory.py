@@ -1,0 +1,868 @@
+"""The in-memory store: the fastest, complete, and lost with the process.
+
+Everything happens on the event loop without awaiting, so every method is
+atomic.
+
+Each job's state is one plain tuple of plain values, replaced (never mutated)
+at every transition. The garbage collector stops tracking such tuples, so a
+million queued or finished jobs add almost nothing to its full collections;
+an object per job would make every full collection walk them all, which
+measured as a third of the enqueue cost. Containers index states by job id,
+and an entry anywhere (a lane, a heap) is live only while it *is* the job's
+current state: stale entries are skipped lazily, never searched for.
+
+Ready jobs wait in lanes, one per (queue, priority): a FIFO for the usual case
+(jobs arrive in ``run_at`` order, so append and pop are O(1) whatever the
+length) plus a heap for jobs that arrive out of order (a delayed job or a retry
+that became due). Delayed jobs wait in a heap by ``run_at`` until due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import heapq
+import itertools
+import math
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from jobrunner.errors import InvalidJobState, JobNotFound
+from jobrunner.models import (
+    ClaimedJob,
+    ClaimRequest,
+    Enqueued,
+    ErrorInfo,
+    HistoryEntry,
+    JobRecord,
+    JobSpec,
+    JobStatus,
+    LeaseReport,
+    LeaseTerms,
+    Outcome,
+    OutcomeKind,
+    RescuedJob,
+    StoreStats,
+    Trigger,
+)
+
+__all__ = ["MemoryStore"]
+
+_new_tuple = tuple.__new__
+
+# Fields of a plain-tuple JobSpec.
+_ID, _NAME, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY, _RUN_AT0 = (
+    JobSpec._fields.index(f)
+    for f in ("id", "name", "queue", "priority", "max_attempts", "timeout", "key", "run_at")
+)
+
+# Fields of a state tuple.
+(
+    SPEC,  # plain tuple of JobSpec's fields
+    STATUS,  # a JobStatus value (plain str)
+    ATTEMPTS,
+    TOKEN,
+    TRIGGER,  # a Trigger value (plain str)
+    RUN_AT,
+    STARTED,
+    FINISHED,
+    WORKER,
+    LEASE,  # lease expiry
+    CANCEL,  # cancel requested while running
+    RESULT,
+    ERROR,  # (type, message, traceback) or None
+    HISTORY,  # tuple of (at, status, attempt, worker, note)
+    SEQ,  # orders entries and tells a live heap entry from a stale one
+) = range(15)
+
+_State = tuple[Any, ...]
+_KWARGS, _HEADERS, _META = (JobSpec._fields.index(f) for f in ("kwargs", "headers", "meta"))
+_DICT_FIELDS = (_KWARGS, _HEADERS, _META)
+
+
+def _to_plain(spec: JobSpec) -> tuple[Any, ...]:
+    """JobSpec as a plain tuple with its dicts as item tuples.
+
+    The collector untracks a tuple only if it is exactly a tuple and holds no
+    other container that might be tracked; a dict, even an empty one, prevents it.
+    """
+    if not spec[_KWARGS] and spec[_HEADERS] is None and spec[_META] is None:
+        return (*spec[:_KWARGS], None, *spec[_KWARGS + 1 :])
+    values: list[Any] = list(spec)
+    for index in _DICT_FIELDS:
+        mapping = values[index]
+        values[index] = tuple(mapping.items()) if mapping else None
+    return tuple(values)
+
+
+def _from_plain(plain: tuple[Any, ...]) -> JobSpec:
+    if plain[_KWARGS] is None and plain[_HEADERS] is None and plain[_META] is None:
+        return _new_tuple(JobSpec, (*plain[:_KWARGS], {}, *plain[_KWARGS + 1 :]))
+    values = list(plain)
+    values[_KWARGS] = dict(plain[_KWARGS]) if plain[_KWARGS] else {}
+    if plain[_HEADERS] is not None:
+        values[_HEADERS] = dict(plain[_HEADERS])
+    if plain[_META] is not None:
+        values[_META] = dict(plain[_META])
+    return _new_tuple(JobSpec, values)
+
+
+_QUEUED = JobStatus.QUEUED.value
+_SCHEDULED = JobStatus.SCHEDULED.value
+_RUNNING = JobStatus.RUNNING.value
+_RETRYING = JobStatus.RETRYING.value
+_SUCCEEDED = JobStatus.SUCCEEDED.value
+_DEAD = JobStatus.DEAD.value
+_CANCELLED = JobStatus.CANCELLED.value
+_WAITING = frozenset({_QUEUED, _SCHEDULED, _RETRYING})
+_FINAL = frozenset({_SUCCEEDED, _DEAD, _CANCELLED})
+_RETRY_TRIGGER = Trigger.RETRY.value
+_SUCCEEDED_KIND = OutcomeKind.SUCCEEDED
+
+# A runner that has not claimed for this long no longer counts as knowing its names.
+_KNOWN_NAMES_TTL = 300.0
+
+
+def _replace(state: _State, **changes: Any) -> _State:
+    """A copy of ``state`` with fields changed by name (for the rarer transitions)."""
+    values = list(state)
+    for name, value in changes.items():
+        values[_FIELD[name]] = value
+    return tuple(values)
+
+
+_FIELD = {
+    "status": STATUS,
+    "attempts": ATTEMPTS,
+    "token": TOKEN,
+    "trigger": TRIGGER,
+    "run_at": RUN_AT,
+    "started": STARTED,
+    "finished": FINISHED,
+    "worker": WORKER,
+    "lease": LEASE,
+    "cancel": CANCEL,
+    "result": RESULT,
+    "error": ERROR,
+    "history": HISTORY,
+    "seq": SEQ,
+}
+
+
+def _logged(state: _State, *entries: tuple[Any, ...]) -> tuple[Any, ...]:
+    history: tuple[Any, ...] = state[HISTORY]
+    return history + entries
+
+
+def _attempt_log(state: _State, at: float, status: str, note: str) -> tuple[Any, ...]:
+    """History with the end of a running attempt: its start (not logged at claim) and this."""
+    attempt, worker = state[ATTEMPTS], state[WORKER]
+    started = (state[STARTED], _RUNNING, attempt, worker, "")
+    return _logged(state, started, (at, status, attempt, worker, note))
+
+
+def _error_tuple(error: ErrorInfo | None) -> tuple[str, str, str] | None:
+    return None if error is None else (error.type, error.message, error.traceback)
+
+
+class _Lane:
+    """Ready jobs of one queue and priority, in ``(run_at, seq)`` order."""
+
+    __slots__ = ("fifo", "jobs", "last_run_at", "late", "priority", "queue")
+
+    def __init__(self, queue: str, priority: int, jobs: dict[str, _State]) -> None:
+        self.queue = queue
+        self.priority = priority
+        self.jobs = jobs
+        self.fifo: deque[_State] = deque()
+        self.late: list[tuple[float, int, _State]] = []
+        self.last_run_at = -math.inf
+
+    def push(self, state: _State) -> None:
+        run_at = state[RUN_AT]
+        if run_at >= self.last_run_at:
+            self.fifo.append(state)
+            self.last_run_at = run_at
+        else:
+            heapq.heappush(self.late, (run_at, state[SEQ], state))
+
+    def _clean(self) -> None:
+        jobs = self.jobs
+        fifo = self.fifo
+        while fifo and jobs.get(fifo[0][SPEC][_ID]) is not fifo[0]:
+            fifo.popleft()
+        late = self.late
+        while late and jobs.get(late[0][2][SPEC][_ID]) is not late[0][2]:
+            heapq.heappop(late)
+
+    def head(self) -> tuple[float, int] | None:
+        """``(run_at, seq)`` of the first live entry."""
+        self._clean()
+        fifo, late = self.fifo, self.late
+        if fifo and (not late or (fifo[0][RUN_AT], fifo[0][SEQ]) < late[0][:2]):
+            return fifo[0][RUN_AT], fifo[0][SEQ]
+        if late:
+            return late[0][0], late[0][1]
+        return None
+
+    def pop(self) -> _State | None:
+        """The first live entry, or None."""
+        if not self.late:
+            # The common case: everything arrived in order.
+            jobs = self.jobs
+            fifo = self.fifo
+            while fifo:
+                state = fifo.popleft()
+                if jobs.get(state[SPEC][_ID]) is state:
+                    return state
+            return None
+        self._clean()
+        fifo, late = self.fifo, self.late
+        if fifo and (not late or (fifo[0][RUN_AT], fifo[0][SEQ]) < late[0][:2]):
+            return fifo.popleft()
+        if late:
+            return heapq.heappop(late)[2]
+        return None
+
+    def states(self) -> Iterator[_State]:
+        yield from self.fifo
+        yield from (state for _, _, state in self.late)
+
+
+class MemoryStore:
+    """Jobs in this process's memory. ``Runner()`` uses it by default.
+
+    ``max_finished`` bounds the finished jobs kept for their results: beyond it the
+    oldest are dropped early, so memory stays bounded however long the process runs.
+    """
+
+    durable = False
+    serializes_payloads = False
+    poll_interval: float | None = None
+    claim_batch = 256
+
+    def __init__(self, *, max_finished: int = 100_000) -> None:
+        if max_finished < 0:
+            raise ValueError(f"max_finished={max_finished}: must be >= 0")
+        self._max_finished = max_finished
+        self._jobs: dict[str, _State] = {}
+        self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._lane_order: list[_Lane] = []
+        self._last_lane: _Lane | None = None
+        self._delayed: list[tuple[float, int, _State]] = []
+        self._parked: dict[str, list[_State]] = {}
+        self._running: dict[str, None] = {}
+        self._keys: dict[str, str] = {}
+        self._finished: deque[_State] = deque()
+        self._counts: dict[str, dict[str, int]] = {}
+        self._waiters: dict[str, list[asyncio.Future[_State]]] = {}
+        self._leaders: dict[str, tuple[str, float]] = {}
+        self._ticks: dict[str, float] = {}
+        self._known_names: dict[str, float] = {}
+        self._last_names: frozenset[str] | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._seq = itertools.count(1)
+
+    # lifecycle -------------------------------------------------------------
+    async def open(self) -> None:
+        """Nothing to open."""
+
+    async def close(self) -> None:
+        """Nothing to close; the jobs stay for a runner that reuses this store."""
+
+    def add_work_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever a job may have become ready."""
+        self._listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return remove
+
+    def _notify(self) -> None:
+        for callback in self._listeners:
+            callback()
+
+    # bookkeeping -------------------------------------------------------------
+    def _counts_of(self, queue: str) -> dict[str, int]:
+        counts = self._counts.get(queue)
+        if counts is None:
+            counts = self._counts[queue] = {status.value: 0 for status in JobStatus}
+        return counts
+
+    def _set(self, old: _State | None, new: _State) -> None:
+        """Install ``new`` as the job's state and keep the counts right."""
+        counts = self._counts_of(new[SPEC][_QUEUE])
+        if old is not None:
+            counts[old[STATUS]] -= 1
+        counts[new[STATUS]] += 1
+        self._jobs[new[SPEC][_ID]] = new
+
+    def _lane(self, queue: str, priority: int) -> _Lane:
+        last = self._last_lane
+        if last is not None and last.priority == priority and last.queue == queue:
+            return last
+        lane = self._lanes.get((queue, priority))
+        if lane is None:
+            lane = self._lanes[queue, priority] = _Lane(queue, priority, self._jobs)
+            keys = [(ln.priority, ln.queue) for ln in self._lane_order]
+            self._lane_order.insert(bisect.bisect(keys, (priority, queue)), lane)
+        self._last_lane = lane
+        return lane
+
+    def _file(self, state: _State, now: float) -> None:
+        """Put a waiting state where claims will find it."""
+        if state[RUN_AT] > now:
+            heapq.heappush(self._delayed, (state[RUN_AT], state[SEQ], state))
+        else:
+            spec = state[SPEC]
+            self._lane(spec[_QUEUE], spec[_PRIORITY]).push(state)
+
+    def _promote(self, now: float) -> None:
+        delayed = self._delayed
+        jobs = self._jobs
+        while delayed and delayed[0][0] <= now:
+            state = heapq.heappop(delayed)[2]
+            if jobs.get(state[SPEC][_ID]) is not state:
+                continue
+            if state[STATUS] == _SCHEDULED:
+                queued = _replace(state, status=_QUEUED)
+                self._set(state, queued)
+                state = queued
+            spec = state[SPEC]
+            self._lane(spec[_QUEUE], spec[_PRIORITY]).push(state)
+
+    def _finished_state(self, old: _State, new: _State) -> None:
+        """Install a final state: free its key, keep it for results, wake waiters."""
+        self._set(old, new)
+        spec = new[SPEC]
+        key = spec[_KEY]
+        if key is not None and self._keys.get(key) == spec[_ID]:
+            del self._keys[key]
+        if new[STATUS] != _DEAD:
+            finished = self._finished
+            finished.append(new)
+            if len(finished) > self._max_finished:
+                self._forget(finished.popleft())
+        if self._waiters:
+            waiters = self._waiters.pop(spec[_ID], None)
+            if waiters:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(new)
+
+    def _forget(self, state: _State) -> bool:
+        spec = state[SPEC]
+        if self._jobs.get(spec[_ID]) is not state:
+            return False  # requeued since: a stale entry
+        del self._jobs[spec[_ID]]
+        self._counts[spec[_QUEUE]][state[STATUS]] -= 1
+        return True
+
+    # producing -------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[JobSpec], now: float, *, connection: Any = None) -> list[Enqueued]:
+        """Add jobs; a job whose key is active returns the active job instead."""
+        if connection is not None:
+            raise ValueError("the memory store has no connections; enqueue without connection=")
+        out: list[Enqueued] = []
+        keys = self._keys
+        all_jobs = self._jobs
+        seq = self._seq
+        lane: _Lane | None = None
+        for spec in jobs:
+            key = spec.key
+            if key is not None:
+                existing = keys.get(key)
+                if existing is not None:
+                    out.append(_new_tuple(Enqueued, (existing, False)))
+                    continue
+                keys[key] = spec.id
+            run_at = spec.run_at
+            plain = _to_plain(spec)
+            status = _SCHEDULED if run_at > now else _QUEUED
+            state: _State = (
+                plain, status, 0, 0, spec.trigger, run_at, None, None, None, 0.0, False, None, None, (), next(seq),
+            )  # fmt: skip
+            if run_at > now:
+                heapq.heappush(self._delayed, (run_at, state[SEQ], state))
+            else:
+                if lane is None or lane.queue != spec.queue or lane.priority != spec.priority:
+                    lane = self._lane(spec.queue, spec.priority)
+                lane.push(state)
+            all_jobs[spec.id] = state
+            counts = self._counts.get(spec.queue) or self._counts_of(spec.queue)
+            counts[status] += 1
+            out.append(_new_tuple(Enqueued, (spec.id, True)))
+        self._notify()
+        return out
+
+    async def count_pending(self) -> int:
+        """Exact count of waiting jobs."""
+        return sum(c[_QUEUED] + c[_SCHEDULED] + c[_RETRYING] for c in self._counts.values())
+
+    # consuming -------------------------------------------------------------
+    async def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
+        """Take up to ``limit`` best ready jobs across queues with room."""
+        now = request.now
+        if self._delayed and self._delayed[0][0] <= now:
+            self._promote(now)
+        names = request.names
+        if names is not None and names is not self._last_names:
+            self._last_names = names
+            for name in names:
+                self._known_names[name] = now
+        if self._parked:
+            self._unpark(names)
+        room = dict(request.queue_room)
+        only = request.queues
+        lanes = [
+            ln for ln in self._lane_order if room.get(ln.queue, 1) > 0 and (only is None or ln.queue in only)
+        ]
+        out: list[ClaimedJob] = []
+        limit = request.limit
+        terms = request.lease
+        fixed, margin, no_timeout = terms.fixed, terms.margin, terms.without_timeout
+        worker = request.worker
+        running = self._running
+        jobs = self._jobs
+        counts: dict[str, int] | None = None
+        counts_queue = None
+        while lanes and len(out) < limit:
+            lane = lanes[0] if len(lanes) == 1 else self._best(lanes)
+            if lane is None:
+                break
+            state = lane.pop()
+            if state is None:
+                lanes.remove(lane)
+                continue
+            plain = state[SPEC]
+            job_id = plain[_ID]
+            if names is not None and plain[_NAME] not in names:
+                self._parked.setdefault(plain[_NAME], []).append(state)
+                continue
+            queue = plain[_QUEUE]
+            if queue is not counts_queue:
+                counts, counts_queue = self._counts[queue], queue
+            assert counts is not None
+            counts[state[STATUS]] -= 1
+            counts[_RUNNING] += 1
+            attempt = state[ATTEMPTS] + 1
+            token = state[TOKEN] + 1
+            if fixed is not None:
+                lease = now + fixed
+            else:
+                timeout = plain[_TIMEOUT]
+                lease = now + (no_timeout if timeout is None else timeout) + margin
+            trigger = state[TRIGGER]
+            jobs[job_id] = (
+                plain, _RUNNING, attempt, token, trigger, state[RUN_AT], now, None, worker,
+                lease, False, None, state[ERROR], state[HISTORY], state[SEQ],
+            )  # fmt: skip
+            running[job_id] = None
+            out.append(
+                _new_tuple(ClaimedJob, (_from_plain(plain), attempt, token, trigger, state[RUN_AT], None))
+            )
+            if queue in room:
+                room[queue] -= 1
+                if room[queue] <= 0:
+                    lanes = [ln for ln in lanes if ln.queue != queue]
+        return out
+
+    @staticmethod
+    def _best(lanes: list[_Lane]) -> _Lane | None:
+        """The lane whose head comes first by (priority, run_at, seq)."""
+        best: _Lane | None = None
+        best_key: tuple[int, float, int] | None = None
+        for lane in lanes:
+            if best_key is not None and lane.priority > best_key[0]:
+                break  # lanes are sorted by priority
+            head = lane.head()
+            if head is not None:
+                key = (lane.priority, head[0], head[1])
+                if best_key is None or key < best_key:
+                    best, best_key = lane, key
+        return best
+
+    def _unpark(self, names: frozenset[str] | None) -> None:
+        for name in list(self._parked):
+            if names is None or name in names:
+                for state in self._parked.pop(name):
+                    if self._jobs.get(state[SPEC][_ID]) is state:
+                        self._lane(state[SPEC][_QUEUE], state[SPEC][_PRIORITY]).push(state)
+
+    async def extend_leases(
+        self, leases: Sequence[tuple[str, int]], now: float, terms: LeaseTerms
+    ) -> LeaseReport:
+        """Push back the expiry of held leases."""
+        lost: list[str] = []
+        cancel: list[str] = []
+        for job_id, token in leases:
+            state = self._jobs.get(job_id)
+            if state is None or state[STATUS] != _RUNNING or state[TOKEN] != token:
+                lost.append(job_id)
+                continue
+            lease = now + terms.seconds_for(state[SPEC][_TIMEOUT])
+            self._jobs[job_id] = _replace(state, lease=lease)
+            if state[CANCEL]:
+                cancel.append(job_id)
+        return LeaseReport(tuple(lost), tuple(cancel))
+
+    async def settle(self, outcomes: Sequence[Outcome], worker: str) -> list[str]:
+        """Apply outcomes whose lease is still held; return the ids of the others."""
+        lost: list[str] = []
+        jobs = self._jobs
+        running = self._running
+        finished = self._finished
+        max_finished = self._max_finished
+        notify = False
+        for outcome in outcomes:
+            job_id = outcome.job_id
+            state = jobs.get(job_id)
+            if state is None or state[STATUS] != _RUNNING or state[TOKEN] != outcome.token:
+                lost.append(job_id)
+                continue
+            del running[job_id]
+            kind = outcome.kind
+            at = outcome.at
+            if kind is _SUCCEEDED_KIND:
+                plain = state[SPEC]
+                new = (
+                    plain, _SUCCEEDED, state[ATTEMPTS], state[TOKEN], state[TRIGGER], state[RUN_AT],
+                    state[STARTED], at, state[WORKER], 0.0, False, outcome.result, state[ERROR],
+                    state[HISTORY], state[SEQ],
+                )  # fmt: skip
+                if plain[_KEY] is not None or self._waiters:
+                    self._finished_state(state, new)
+                    continue
+                # The common case, inlined: no key to free, nobody waiting.
+                jobs[job_id] = new
+                counts = self._counts[plain[_QUEUE]]
+                counts[_RUNNING] -= 1
+                counts[_SUCCEEDED] += 1
+                finished.append(new)
+                if len(finished) > max_finished:
+                    self._forget(finished.popleft())
+            elif kind is OutcomeKind.RETRY:
+                error = outcome.error
+                run_at = at if outcome.retry_at is None else outcome.retry_at
+                new = _replace(
+                    state,
+                    status=_RETRYING,
+                    run_at=run_at,
+                    trigger=_RETRY_TRIGGER,
+                    error=_error_tuple(error),
+                    history=_attempt_log(state, at, _RETRYING, error.type if error else ""),
+                    seq=next(self._seq),
+                )
+                self._set(state, new)
+                self._file(new, at)
+                notify = True
+            elif kind is OutcomeKind.RELEASED:
+                status = _RETRYING if state[TRIGGER] == _RETRY_TRIGGER else _QUEUED
+                new = _replace(
+                    state,
+                    status=status,
+                    attempts=state[ATTEMPTS] - 1,
+                    history=_attempt_log(state, at, status, "released at shutdown"),
+                    seq=next(self._seq),
+                )
+                self._set(state, new)
+                self._file(new, at)
+                notify = True
+            else:
+                status = _DEAD if kind is OutcomeKind.DEAD else _CANCELLED
+                error = outcome.error
+                new = _replace(
+                    state,
+                    status=status,
+                    finished=at,
+                    error=_error_tuple(error),
+                    history=_attempt_log(state, at, status, error.type if error else ""),
+                )
+                self._finished_state(state, new)
+        if notify:
+            self._notify()
+        return lost
+
+    async def next_run_at(self, now: float) -> float | None:
+        """Head of the delayed heap, skipping stale entries."""
+        delayed = self._delayed
+        while delayed:
+            run_at, _, state = delayed[0]
+            if self._jobs.get(state[SPEC][_ID]) is state:
+                return run_at
+            heapq.heappop(delayed)
+        return None
+
+    # maintenance -------------------------------------------------------------
+    async def rescue_expired(self, now: float) -> list[RescuedJob]:
+        """Retry, dead-letter or cancel running jobs whose lease ran out."""
+        rescued: list[RescuedJob] = []
+        expired = [self._jobs[i] for i in self._running if self._jobs[i][LEASE] < now]
+        for state in expired:
+            spec = state[SPEC]
+            del self._running[spec[_ID]]
+            error = (
+                "LeaseExpired",
+                f"worker {state[WORKER]} stopped renewing its lease on attempt {state[ATTEMPTS]}; "
+                f"the worker probably died",
+                "",
+            )
+            if state[CANCEL] or state[ATTEMPTS] >= spec[_MAX_ATTEMPTS]:
+                status = _CANCELLED if state[CANCEL] else _DEAD
+                new = _replace(
+                    state,
+                    status=status,
+                    finished=now,
+                    error=error,
+                    history=_attempt_log(state, now, status, "lease expired"),
+                )
+                self._finished_state(state, new)
+            else:
+                status = _RETRYING
+                new = _replace(
+                    state,
+                    status=status,
+                    run_at=now,
+                    trigger=_RETRY_TRIGGER,
+                    error=error,
+                    history=_attempt_log(state, now, status, "lease expired"),
+                    seq=next(self._seq),
+                )
+                self._set(state, new)
+                self._file(new, now)
+            rescued.append(RescuedJob(spec[_ID], spec[_NAME], state[ATTEMPTS], JobStatus(status)))
+        if rescued:
+            self._notify()
+        return rescued
+
+    async def prune(self, finished_before: float, limit: int) -> int:
+        """Forget the oldest finished jobs."""
+        finished = self._finished
+        pruned = 0
+        while finished and pruned < limit:
+            state = finished[0]
+            if self._jobs.get(state[SPEC][_ID]) is state and state[FINISHED] >= finished_before:
+                break
+            finished.popleft()
+            if self._forget(state):
+                pruned += 1
+        return pruned
+
+    async def purge(self, status: JobStatus, finished_before: float, limit: int) -> int:
+        """Forget jobs of a final status finished before the time."""
+        if status.value not in _FINAL:
+            raise ValueError(f"purge(status={status}): only final statuses can be purged")
+        victims = [
+            state
+            for state in self._jobs.values()
+            if state[STATUS] == status.value
+            and state[FINISHED] is not None
+            and state[FINISHED] < finished_before
+        ][:limit]
+        for state in victims:
+            self._forget(state)
+        return len(victims)
+
+    async def try_lead(self, role: str, holder: str, ttl: float, now: float) -> bool:
+        """Leadership as a lease in a dict: runners sharing this store elect one."""
+        current = self._leaders.get(role)
+        if current is None or current[0] == holder or current[1] < now:
+            self._leaders[role] = (holder, now + ttl)
+            return True
+        return False
+
+    async def resign(self, role: str, holder: str) -> None:
+        """Drop leadership held by ``holder``."""
+        current = self._leaders.get(role)
+        if current is not None and current[0] == holder:
+            del self._leaders[role]
+
+    # cron -------------------------------------------------------------------------
+    async def fire_tick(self, schedule: str, fire_at: float, job: JobSpec, now: float) -> bool:
+        """Enqueue the tick unless this schedule already fired it or a later one."""
+        last = self._ticks.get(schedule)
+        if last is not None and last >= fire_at:
+            return False
+        self._ticks[schedule] = fire_at
+        await self.enqueue((job,), now)
+        return True
+
+    async def cron_state(self) -> dict[str, float]:
+        """Last tick per schedule."""
+        return dict(self._ticks)
+
+    # inspection and repair -----------------------------------------------------
+    @staticmethod
+    def _record(state: _State) -> JobRecord:
+        spec = _from_plain(state[SPEC])
+        status = JobStatus(state[STATUS])
+        history = [HistoryEntry(spec.enqueued_at, JobStatus.QUEUED, 0, None, "enqueued")]
+        history.extend(
+            HistoryEntry(at, JobStatus(st), attempt, worker, note)
+            for at, st, attempt, worker, note in state[HISTORY]
+        )
+        # Claims and successes are not logged as they happen: add the current ones.
+        if status is JobStatus.RUNNING or status is JobStatus.SUCCEEDED:
+            history.append(HistoryEntry(state[STARTED], JobStatus.RUNNING, state[ATTEMPTS], state[WORKER]))
+        if status is JobStatus.SUCCEEDED:
+            history.append(HistoryEntry(state[FINISHED], status, state[ATTEMPTS], state[WORKER]))
+        error = state[ERROR]
+        return JobRecord(
+            id=spec.id,
+            name=spec.name,
+            args=spec.args,
+            kwargs=spec.kwargs,
+            queue=spec.queue,
+            priority=spec.priority,
+            status=status,
+            attempts=state[ATTEMPTS],
+            max_attempts=spec.max_attempts,
+            timeout=spec.timeout,
+            key=spec.key,
+            workspace_id=spec.workspace_id,
+            trigger=Trigger(state[TRIGGER]),
+            enqueued_at=spec.enqueued_at,
+            run_at=state[RUN_AT],
+            started_at=state[STARTED],
+            finished_at=state[FINISHED],
+            result=state[RESULT],
+            error=None if error is None else ErrorInfo(*error),
+            worker=state[WORKER],
+            cancel_requested=state[CANCEL],
+            headers=spec.headers,
+            meta=spec.meta,
+            history=tuple(history),
+        )
+
+    async def get(self, job_id: str) -> JobRecord | None:
+        """A snapshot of the job."""
+        state = self._jobs.get(job_id)
+        return None if state is None else self._record(state)
+
+    async def wait_done(self, job_id: str) -> JobRecord:
+        """Wait on a future that a final transition resolves."""
+        state = self._jobs.get(job_id)
+        if state is None:
+            raise JobNotFound(job_id)
+        while state[STATUS] not in _FINAL:
+            waiter: asyncio.Future[_State] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(job_id, []).append(waiter)
+            try:
+                # Resolved with the final state itself: with max_finished=0 the
+                # job may be forgotten by the time this task runs.
+                state = await waiter
+            finally:
+                waiters = self._waiters.get(job_id)
+                if waiters is not None and waiter in waiters:
+                    waiters.remove(waiter)
+                    if not waiters:
+                        del self._waiters[job_id]
+        return self._record(state)
+
+    async def cancel(self, job_id: str, now: float) -> JobStatus:
+        """Cancel a waiting job, or flag a running one."""
+        state = self._jobs.get(job_id)
+        if state is None:
+            raise JobNotFound(job_id)
+        status = state[STATUS]
+        if status in _WAITING:
+            new = _replace(
+                state,
+                status=_CANCELLED,
+                finished=now,
+                history=_logged(state, (now, _CANCELLED, state[ATTEMPTS], None, "cancelled while waiting")),
+            )
+            self._finished_state(state, new)
+            return JobStatus.CANCELLED
+        if status == _RUNNING:
+            self._jobs[job_id] = _replace(state, cancel=True)
+        return JobStatus(status)
+
+    async def requeue(self, job_id: str, now: float) -> JobRecord:
+        """DEAD or CANCELLED back to QUEUED, attempts reset."""
+        state = self._jobs.get(job_id)
+        if state is None:
+            raise JobNotFound(job_id)
+        if state[STATUS] not in (_DEAD, _CANCELLED):
+            raise InvalidJobState(job_id, state[STATUS], "only dead or cancelled jobs can be requeued")
+        key = state[SPEC][_KEY]
+        if key is not None:
+            holder = self._keys.get(key)
+            if holder is not None:
+                raise InvalidJobState(
+                    job_id, state[STATUS], f"job {holder} with the same key {key!r} is active"
+                )
+            self._keys[key] = job_id
+        new = _replace(
+            state,
+            status=_QUEUED,
+            attempts=0,
+            trigger=Trigger.REQUEUE.value,
+            run_at=now,
+            started=None,
+            finished=None,
+            cancel=False,
+            history=_logged(state, (now, _QUEUED, 0, None, "requeued")),
+            seq=next(self._seq),
+        )
+        self._set(state, new)
+        self._file(new, now)
+        self._notify()
+        return self._record(new)
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Newest first."""
+        out: list[JobRecord] = []
+        wanted = None if status is None else status.value
+        for state in reversed(self._jobs.values()):
+            if len(out) >= limit:
+                break
+            spec = state[SPEC]
+            if wanted is not None and state[STATUS] != wanted:
+                continue
+            if queue is not None and spec[_QUEUE] != queue:
+                continue
+            if name is not None and spec[_NAME] != name:
+                continue
+            out.append(self._record(state))
+        return out
+
+    async def stats(self, now: float) -> StoreStats:
+        """Counts kept as jobs move; ages found by a scan of the waiting jobs."""
+        self._promote(now)
+        counts = dict.fromkeys(JobStatus, 0)
+        queues: dict[str, dict[JobStatus, int]] = {}
+        for queue, by_status in self._counts.items():
+            if any(by_status.values()):
+                queues[queue] = {JobStatus(s): n for s, n in by_status.items()}
+                for s, n in by_status.items():
+                    counts[JobStatus(s)] += n
+        known = {n for n, seen in self._known_names.items() if now - seen < _KNOWN_NAMES_TTL}
+        oldest: float | None = None
+        unknown: dict[str, float] = {}
+        jobs = self._jobs
+        waiting = itertools.chain(
+            (s for lane in self._lane_order for s in lane.states()),
+            (s for parked in self._parked.values() for s in parked),
+            (s for _, _, s in self._delayed),
+        )
+        for state in waiting:
+            if jobs.get(state[SPEC][_ID]) is not state:
+                continue
+            age = now - state[RUN_AT]
+            if age >= 0 and (oldest is None or age > oldest):
+                oldest = age
+            name = state[SPEC][_NAME]
+            if name not in known:
+                unknown[name] = max(unknown.get(name, 0.0), age)
+        return StoreStats(counts, queues, oldest, unknown)

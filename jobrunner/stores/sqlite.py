@@ -1,0 +1,1428 @@
+"""The SQLite store: durable, embedded, shared by the processes of one host.
+
+Layout of this module: the schema and its migrations; the JSON codec for
+payloads and results; the transactions, as plain functions that run in the
+connection's thread (one thread hop and one commit per store call, whatever
+the batch size); and ``SQLiteStore``, which turns those into the ``Store``
+protocol on the event loop.
+
+How a job is found quickly (every claim is a handful of index seeks, whatever
+the number of rows):
+
+* ``due`` is 1 for a waiting job whose ``run_at`` has come, 0 for one still
+  waiting for it, NULL for every other job. A claim first promotes the due
+  ones (a range of the ``(run_at) WHERE due = 0`` index), then reads the best
+  ready jobs of each ``(name, queue)`` it may take from the
+  ``(name, queue, priority, run_at, seq) WHERE due = 1`` index. Jobs of names
+  that no runner asks for and jobs of full queues are never scanned.
+* Running jobs are in a ``(lease_until) WHERE status = 'running'`` index, which
+  the rescuer reads; finished ones in ``(status, finished_at)``, which pruning
+  reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import threading
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from queue import Empty, SimpleQueue
+from typing import Any, Literal, TypeVar, cast
+
+import structlog
+
+from jobrunner.errors import InvalidJobState, JobNotFound, StoreError
+from jobrunner.models import (
+    ClaimedJob,
+    ClaimRequest,
+    Enqueued,
+    ErrorInfo,
+    HistoryEntry,
+    JobRecord,
+    JobSpec,
+    JobStatus,
+    LeaseReport,
+    LeaseTerms,
+    Outcome,
+    OutcomeKind,
+    RescuedJob,
+    StoreStats,
+    Trigger,
+)
+
+__all__ = ["MIGRATIONS", "SQLiteStore"]
+
+_log = structlog.get_logger("jobrunner.stores.sqlite")
+
+T = TypeVar("T")
+
+_new_tuple = tuple.__new__
+
+# RETURNING (3.35) is used by claims, heartbeats and the settle path.
+_MIN_SQLITE = (3, 35, 0)
+
+# A runner that has not claimed or heartbeated for this long no longer counts
+# as knowing its job names (``stats().unknown_names``); as in the memory store.
+_KNOWN_NAMES_TTL = 300.0
+# How often a runner's row in the workers table is refreshed by its claims.
+_WORKER_REFRESH = 10.0
+
+# --------------------------------------------------------------------------------------
+# schema
+# --------------------------------------------------------------------------------------
+
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "jobs, leaders and cron ticks",
+        (
+            """
+            CREATE TABLE jobrunner_jobs (
+                seq INTEGER PRIMARY KEY,      -- insertion order, the last tie-break of claims
+                id TEXT NOT NULL UNIQUE,
+                name TEXT NOT NULL,
+                queue TEXT NOT NULL,
+                priority INTEGER NOT NULL,
+                status TEXT NOT NULL,
+                due INTEGER,                  -- waiting: 1 ready, 0 not yet; else NULL
+                attempts INTEGER NOT NULL DEFAULT 0,
+                max_attempts INTEGER NOT NULL,
+                timeout REAL,
+                key TEXT,
+                workspace_id TEXT,
+                trigger TEXT NOT NULL,
+                enqueued_at REAL NOT NULL,
+                run_at REAL NOT NULL,
+                started_at REAL,
+                finished_at REAL,
+                worker TEXT,
+                token INTEGER NOT NULL DEFAULT 0,
+                lease_until REAL,
+                cancel_requested INTEGER NOT NULL DEFAULT 0,
+                payload TEXT,                 -- JSON [args, kwargs]; NULL for no arguments
+                headers TEXT,
+                meta TEXT,
+                result TEXT,                  -- JSON; NULL for None
+                error_type TEXT,
+                error_message TEXT,
+                error_traceback TEXT,
+                history TEXT                  -- JSON lines: [at, status, attempt, worker, note]
+            )
+            """,
+            "CREATE INDEX jobrunner_jobs_ready ON jobrunner_jobs (name, queue, priority, run_at, seq) "
+            "WHERE due = 1",
+            "CREATE INDEX jobrunner_jobs_delayed ON jobrunner_jobs (run_at) WHERE due = 0",
+            "CREATE INDEX jobrunner_jobs_leases ON jobrunner_jobs (lease_until) WHERE status = 'running'",
+            "CREATE UNIQUE INDEX jobrunner_jobs_active_key ON jobrunner_jobs (key) "
+            "WHERE key IS NOT NULL AND status IN ('queued', 'scheduled', 'running', 'retrying')",
+            "CREATE INDEX jobrunner_jobs_finished ON jobrunner_jobs (status, finished_at) "
+            "WHERE finished_at IS NOT NULL",
+            """
+            CREATE TABLE jobrunner_leaders (
+                role TEXT PRIMARY KEY,
+                holder TEXT NOT NULL,
+                expires_at REAL NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE jobrunner_cron (
+                schedule TEXT PRIMARY KEY,
+                last_fire_at REAL NOT NULL
+            )
+            """,
+        ),
+    ),
+    (
+        "live runners' job names; results that could not be stored",
+        (
+            """
+            CREATE TABLE jobrunner_workers (
+                worker TEXT PRIMARY KEY,
+                names TEXT NOT NULL,          -- JSON list of the job names it registered
+                seen_at REAL NOT NULL
+            )
+            """,
+            "ALTER TABLE jobrunner_jobs ADD COLUMN result_error TEXT",
+        ),
+    ),
+)
+"""Schema steps, applied in order, each recorded in ``jobrunner_migrations``.
+
+Append only: a released step never changes, so a newer release opens an older
+file by applying the steps it lacks."""
+
+_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS jobrunner_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
+)
+
+_QUEUED = JobStatus.QUEUED.value
+_SCHEDULED = JobStatus.SCHEDULED.value
+_RUNNING = JobStatus.RUNNING.value
+_RETRYING = JobStatus.RETRYING.value
+_SUCCEEDED = JobStatus.SUCCEEDED.value
+_DEAD = JobStatus.DEAD.value
+_CANCELLED = JobStatus.CANCELLED.value
+_WAITING = frozenset({_QUEUED, _SCHEDULED, _RETRYING})
+_FINAL = frozenset({_SUCCEEDED, _DEAD, _CANCELLED})
+_RETRY_TRIGGER = Trigger.RETRY.value
+
+# --------------------------------------------------------------------------------------
+# JSON: payloads, results, history
+# --------------------------------------------------------------------------------------
+
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_decode = json.JSONDecoder().decode
+
+
+def _encode_spec(spec: JobSpec, now: float) -> tuple[Any, ...]:
+    """The row to insert for ``spec``; TypeError naming the job and argument if not JSON."""
+    args, kwargs = spec.args, spec.kwargs
+    payload = None
+    if args or kwargs:
+        try:
+            payload = _encode((args, kwargs))
+        except (TypeError, ValueError) as exc:
+            raise _bad_payload(spec, exc) from None
+    headers = meta = None
+    try:
+        if spec.headers is not None:
+            headers = _encode(spec.headers)
+        if spec.meta is not None:
+            meta = _encode(spec.meta)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"job {spec.name!r} ({spec.id}): its headers or meta cannot be stored as JSON: {exc}"
+        ) from None
+    run_at = spec.run_at
+    ready = run_at <= now
+    return (
+        spec.id, spec.name, spec.queue, spec.priority, _QUEUED if ready else _SCHEDULED, 1 if ready else 0,
+        spec.max_attempts, spec.timeout, spec.key, spec.workspace_id, spec.trigger, spec.enqueued_at,
+        run_at, payload, headers, meta,
+    )  # fmt: skip
+
+
+def _bad_payload(spec: JobSpec, exc: Exception) -> TypeError:
+    """A TypeError that names the job and the first argument JSON cannot hold."""
+    where = "its arguments"
+    for index, value in enumerate(spec.args):
+        try:
+            _encode(value)
+        except (TypeError, ValueError):
+            where = f"positional argument {index} ({type(value).__name__})"
+            break
+    else:
+        for name, value in spec.kwargs.items():
+            try:
+                _encode(value)
+            except (TypeError, ValueError):
+                where = f"argument {name!r} ({type(value).__name__})"
+                break
+    return TypeError(
+        f"job {spec.name!r}: {where} cannot be stored as JSON ({exc}); the SQLite store keeps "
+        f"arguments as JSON, so pass str, int, float, bool, None, lists and dicts with str keys "
+        f"(an id rather than an object). Nothing was enqueued."
+    )
+
+
+def _decode_payload(payload: str | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if payload is None:
+        return (), {}
+    args, kwargs = _decode(payload)
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ValueError("expected a JSON array [args, kwargs]")
+    return tuple(args), kwargs
+
+
+def _encode_result(job_id: str, result: Any) -> tuple[str | None, str | None]:
+    """``(result JSON, None)``, or ``(None, why)`` when the result is not JSON."""
+    if result is None:
+        return None, None
+    try:
+        return _encode(result), None
+    except (TypeError, ValueError) as exc:
+        why = (
+            f"the result of job {job_id} ({type(result).__name__}) cannot be stored as JSON: {exc}; "
+            f"return str, int, float, bool, None, lists or dicts from jobs on the SQLite store"
+        )
+        _log.warning("job result not stored", job_id=job_id, error=why)
+        return None, why
+
+
+def _history_line(at: float, status: str, attempt: int, worker: str | None, note: str) -> str:
+    return _encode((at, status, attempt, worker, note)) + "\n"
+
+
+def _attempt_lines(
+    started: float | None, attempt: int, worker: str | None, at: float, status: str, note: str
+) -> str:
+    """History lines for an attempt that ended other than in success: its start
+    (claims are not logged as they happen, to keep them cheap) and its end."""
+    return _history_line(started or at, _RUNNING, attempt, worker, "") + _history_line(
+        at, status, attempt, worker, note
+    )
+
+
+# --------------------------------------------------------------------------------------
+# transactions (run in the connection's thread)
+# --------------------------------------------------------------------------------------
+
+_ACTIVE_SQL = "('queued', 'scheduled', 'running', 'retrying')"
+
+_INSERT = """
+INSERT INTO jobrunner_jobs (id, name, queue, priority, status, due, max_attempts, timeout, key,
+    workspace_id, trigger, enqueued_at, run_at, payload, headers, meta)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_ACTIVE_KEY = f"SELECT id FROM jobrunner_jobs WHERE key = ? AND status IN {_ACTIVE_SQL}"
+
+_PROMOTE = """
+UPDATE jobrunner_jobs SET due = 1, status = CASE status WHEN 'scheduled' THEN 'queued' ELSE status END
+WHERE due = 0 AND run_at <= ?
+"""
+_FIRST_NAME = "SELECT name FROM jobrunner_jobs WHERE due = 1 ORDER BY name LIMIT 1"
+_NEXT_NAME = "SELECT name FROM jobrunner_jobs WHERE due = 1 AND name > ? ORDER BY name LIMIT 1"
+_FIRST_QUEUE = "SELECT queue FROM jobrunner_jobs WHERE due = 1 AND name = ? ORDER BY queue LIMIT 1"
+_NEXT_QUEUE = (
+    "SELECT queue FROM jobrunner_jobs WHERE due = 1 AND name = ? AND queue > ? ORDER BY queue LIMIT 1"
+)
+_CANDIDATES = """
+SELECT priority, run_at, seq, queue FROM jobrunner_jobs
+WHERE due = 1 AND name = ? AND queue = ? AND run_at <= ?
+ORDER BY priority, run_at, seq LIMIT ?
+"""
+# RETURNING hands back a REAL column's whole-number values as integers (SQLite
+# stores them so); the casts give the floats a SELECT would.
+_CLAIM = """
+UPDATE jobrunner_jobs SET status = 'running', due = NULL, attempts = attempts + 1, token = token + 1,
+    started_at = :now, worker = :worker, cancel_requested = 0,
+    lease_until = :now + coalesce(:fixed, coalesce(timeout, :without) + :margin)
+WHERE seq IN (SELECT value FROM json_each(:seqs))
+RETURNING priority, CAST(run_at AS REAL), seq, id, name, queue, max_attempts, CAST(timeout AS REAL), key,
+    workspace_id, CAST(enqueued_at AS REAL), trigger, payload, headers, meta, attempts, token
+"""
+_SEEN = """
+INSERT INTO jobrunner_workers (worker, names, seen_at) VALUES (?, ?, ?)
+ON CONFLICT (worker) DO UPDATE SET names = excluded.names, seen_at = excluded.seen_at
+"""
+
+_RUNNING_OF = """
+SELECT id, seq, token, attempts, started_at, worker, trigger, cancel_requested FROM jobrunner_jobs
+WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running'
+"""
+_SUCCEED = """
+UPDATE jobrunner_jobs SET status = 'succeeded', due = NULL, lease_until = NULL, finished_at = ?,
+    result = ?, result_error = ?
+WHERE seq = ?
+"""
+_RETRY = """
+UPDATE jobrunner_jobs SET status = 'retrying', due = ?, run_at = ?, trigger = 'retry', lease_until = NULL,
+    error_type = ?, error_message = ?, error_traceback = ?, history = coalesce(history, '') || ?
+WHERE seq = ?
+"""
+_RELEASE = """
+UPDATE jobrunner_jobs SET status = ?, due = 1, attempts = attempts - 1, lease_until = NULL,
+    history = coalesce(history, '') || ?
+WHERE seq = ?
+"""
+_FINISH = """
+UPDATE jobrunner_jobs SET status = ?, due = NULL, lease_until = NULL, finished_at = ?,
+    error_type = ?, error_message = ?, error_traceback = ?, history = coalesce(history, '') || ?
+WHERE seq = ?
+"""
+_EXTEND = """
+UPDATE jobrunner_jobs SET lease_until = ? + coalesce(?, coalesce(timeout, ?) + ?)
+WHERE id = ? AND token = ? AND status = 'running'
+RETURNING cancel_requested
+"""
+_EXPIRED = """
+SELECT seq, id, name, attempts, max_attempts, cancel_requested, started_at, worker
+FROM jobrunner_jobs WHERE status = 'running' AND lease_until < ?
+"""
+
+_RECORD_COLUMNS = """id, name, payload, queue, priority, status, attempts, max_attempts, timeout, key,
+    workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result, error_type,
+    error_message, error_traceback, worker, cancel_requested, headers, meta, history, result_error"""
+
+
+def _transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn`` in one write transaction, taken with BEGIN IMMEDIATE.
+
+    IMMEDIATE takes the write lock up front, so a transaction never fails half
+    way because another process wrote first (WAL readers never block it).
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args)
+        conn.execute("COMMIT")
+    except BaseException:
+        # Some errors (a full disk) roll the transaction back by themselves.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[Enqueued]:
+    """Insert rows (``_encode_spec``); a row whose key is active yields that job."""
+    out: list[Enqueued] = []
+    fresh: list[tuple[Any, ...]] = []
+    batch_keys: dict[str, str] = {}
+    for row in rows:
+        key = row[8]
+        if key is not None:
+            holder = batch_keys.get(key)
+            if holder is None:
+                found = conn.execute(_ACTIVE_KEY, (key,)).fetchone()
+                holder = None if found is None else found[0]
+            if holder is not None:
+                out.append(_new_tuple(Enqueued, (holder, False)))
+                continue
+            batch_keys[key] = row[0]
+        fresh.append(row)
+        out.append(_new_tuple(Enqueued, (row[0], True)))
+    if fresh:
+        conn.executemany(_INSERT, fresh)
+    return out
+
+
+def _due_names(conn: sqlite3.Connection) -> Iterator[str]:
+    """Names of ready jobs, by a skip scan of the ready index (one seek per name)."""
+    row = conn.execute(_FIRST_NAME).fetchone()
+    while row is not None:
+        yield row[0]
+        row = conn.execute(_NEXT_NAME, row).fetchone()
+
+
+def _due_queues(conn: sqlite3.Connection, name: str) -> Iterator[str]:
+    """Queues holding ready jobs of ``name``, by a skip scan (one seek per queue)."""
+    row = conn.execute(_FIRST_QUEUE, (name,)).fetchone()
+    while row is not None:
+        queue = row[0]
+        yield queue
+        row = conn.execute(_NEXT_QUEUE, (name, queue)).fetchone()
+
+
+def _claim(
+    conn: sqlite3.Connection,
+    request: ClaimRequest,
+    names: Iterable[str] | None,
+    seen: tuple[str, str, float] | None,
+) -> list[ClaimedJob]:
+    now, limit, room = request.now, request.limit, request.queue_room
+    conn.execute(_PROMOTE, (now,))
+    if seen is not None:
+        conn.execute(_SEEN, seen)
+    candidates: list[tuple[int, float, int, str]] = []
+    only = request.queues
+    for name in _due_names(conn) if names is None else names:
+        for queue in _due_queues(conn, name) if only is None else only:
+            cap = min(limit, room[queue]) if queue in room else limit
+            if cap > 0:
+                candidates += conn.execute(_CANDIDATES, (name, queue, now, cap)).fetchall()
+    if not candidates:
+        return []
+    candidates.sort()
+    left = dict(room)
+    chosen: list[int] = []
+    for _, _, seq, queue in candidates:
+        if queue in left:
+            if left[queue] <= 0:
+                continue
+            left[queue] -= 1
+        chosen.append(seq)
+        if len(chosen) >= limit:
+            break
+    lease = request.lease
+    rows = conn.execute(
+        _CLAIM,
+        {
+            "now": now,
+            "worker": request.worker,
+            "fixed": lease.fixed,
+            "without": lease.without_timeout,
+            "margin": lease.margin,
+            "seqs": _encode(chosen),
+        },
+    ).fetchall()
+    rows.sort()
+    return [_claimed(row) for row in rows]
+
+
+def _claimed(row: tuple[Any, ...]) -> ClaimedJob:
+    (
+        priority, run_at, _, job_id, name, queue, max_attempts, timeout, key, workspace_id,
+        enqueued_at, trigger, payload, headers, meta, attempts, token,
+    ) = row  # fmt: skip
+    decode_error = None
+    try:
+        args, kwargs = _decode_payload(payload)
+        headers = None if headers is None else _decode(headers)
+        meta = None if meta is None else _decode(meta)
+    except (ValueError, TypeError) as exc:
+        args, kwargs, headers, meta = (), {}, None, None
+        decode_error = (
+            f"the stored arguments of job {name!r} ({job_id}) are not valid JSON ({exc}); "
+            f"the row was written by something other than jobrunner or is damaged"
+        )
+    spec = _new_tuple(
+        JobSpec,
+        (job_id, name, args, kwargs, queue, priority, max_attempts, timeout, key, workspace_id,
+         enqueued_at, run_at, trigger, headers, meta),
+    )  # fmt: skip
+    return _new_tuple(ClaimedJob, (spec, attempts, token, trigger, run_at, decode_error))
+
+
+_Prepared = tuple[str, int, str, float, Any, Any]
+"""An outcome ready for the database: id, token, kind, at, result-or-error fields."""
+
+
+def _settle(conn: sqlite3.Connection, outcomes: Sequence[_Prepared]) -> tuple[list[str], list[str], bool]:
+    """Apply fenced outcomes; return (ids fenced out, ids now final, work became ready)."""
+    running = {row[0]: row[1:] for row in conn.execute(_RUNNING_OF, (_encode([o[0] for o in outcomes]),))}
+    lost: list[str] = []
+    final: list[str] = []
+    succeeded: list[tuple[Any, ...]] = []
+    ready = False
+    for job_id, token, kind, at, first, second in outcomes:
+        current = running.get(job_id)
+        if current is None or current[1] != token:
+            lost.append(job_id)
+            continue
+        del running[job_id]  # a second outcome for the same attempt is stale
+        seq, _, attempt, started, worker, trigger, cancel_requested = current
+        if kind == OutcomeKind.SUCCEEDED:
+            succeeded.append((at, first, second, seq))
+            final.append(job_id)
+        elif kind == OutcomeKind.RETRY:
+            error: ErrorInfo | None = first
+            retry_at = at if second is None else second
+            note = error.type if error else ""
+            conn.execute(
+                _RETRY,
+                (
+                    1 if retry_at <= at else 0, retry_at, *_error_columns(error),
+                    _attempt_lines(started, attempt, worker, at, _RETRYING, note), seq,
+                ),
+            )  # fmt: skip
+            ready = True
+        elif kind == OutcomeKind.RELEASED and not cancel_requested:
+            status = _RETRYING if trigger == _RETRY_TRIGGER else _QUEUED
+            lines = _attempt_lines(started, attempt, worker, at, status, "released at shutdown")
+            conn.execute(_RELEASE, (status, lines, seq))
+            ready = True
+        else:
+            # A release of a job whose cancellation was asked for ends it: the
+            # user's cancel must not be lost because the runner stopped first.
+            error = first
+            if kind == OutcomeKind.DEAD:
+                status, note = _DEAD, error.type if error else ""
+            elif kind == OutcomeKind.CANCELLED:
+                status, note = _CANCELLED, error.type if error else ""
+            else:
+                status, note = _CANCELLED, "cancel requested; released at shutdown"
+            lines = _attempt_lines(started, attempt, worker, at, status, note)
+            conn.execute(_FINISH, (status, at, *_error_columns(error), lines, seq))
+            final.append(job_id)
+    if succeeded:
+        conn.executemany(_SUCCEED, succeeded)
+    return lost, final, ready
+
+
+def _error_columns(error: ErrorInfo | None) -> tuple[str | None, str | None, str | None]:
+    return (None, None, None) if error is None else (error.type, error.message, error.traceback)
+
+
+def _extend(
+    conn: sqlite3.Connection,
+    leases: Sequence[tuple[str, int]],
+    now: float,
+    terms: LeaseTerms,
+    workers: Sequence[str],
+) -> LeaseReport:
+    # A runner too busy to claim still heartbeats: its job names stay known.
+    conn.executemany("UPDATE jobrunner_workers SET seen_at = ? WHERE worker = ?", [(now, w) for w in workers])
+    lost: list[str] = []
+    cancel: list[str] = []
+    fixed, without, margin = terms.fixed, terms.without_timeout, terms.margin
+    for job_id, token in leases:
+        row = conn.execute(_EXTEND, (now, fixed, without, margin, job_id, token)).fetchone()
+        if row is None:
+            lost.append(job_id)
+        elif row[0]:
+            cancel.append(job_id)
+    return LeaseReport(tuple(lost), tuple(cancel))
+
+
+def _rescue(conn: sqlite3.Connection, now: float) -> list[RescuedJob]:
+    rescued: list[RescuedJob] = []
+    for seq, job_id, name, attempt, max_attempts, cancel, started, worker in conn.execute(
+        _EXPIRED, (now,)
+    ).fetchall():
+        error = ErrorInfo(
+            "LeaseExpired",
+            f"worker {worker} stopped renewing its lease on attempt {attempt}; the worker probably died",
+        )
+        if cancel or attempt >= max_attempts:
+            status = _CANCELLED if cancel else _DEAD
+            lines = _attempt_lines(started, attempt, worker, now, status, "lease expired")
+            conn.execute(_FINISH, (status, now, *_error_columns(error), lines, seq))
+        else:
+            status = _RETRYING
+            lines = _attempt_lines(started, attempt, worker, now, status, "lease expired")
+            conn.execute(_RETRY, (1, now, *_error_columns(error), lines, seq))
+        rescued.append(RescuedJob(job_id, name, attempt, JobStatus(status)))
+    return rescued
+
+
+def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> str | None:
+    row = conn.execute("SELECT seq, status, attempts FROM jobrunner_jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        return None
+    seq, status, attempts = row
+    if status in _WAITING:
+        conn.execute(
+            "UPDATE jobrunner_jobs SET status = 'cancelled', due = NULL, finished_at = ?, "
+            "history = coalesce(history, '') || ? WHERE seq = ?",
+            (now, _history_line(now, _CANCELLED, attempts, None, "cancelled while waiting"), seq),
+        )
+        return _CANCELLED
+    if status == _RUNNING:
+        conn.execute("UPDATE jobrunner_jobs SET cancel_requested = 1 WHERE seq = ?", (seq,))
+    return cast(str, status)
+
+
+def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ...] | str | None:
+    """The requeued row, None if no such job, or the status that forbids it."""
+    row = conn.execute("SELECT seq, status, key FROM jobrunner_jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        return None
+    seq, status, key = row
+    if status not in (_DEAD, _CANCELLED):
+        raise InvalidJobState(job_id, status, "only dead or cancelled jobs can be requeued")
+    if key is not None:
+        holder = conn.execute(_ACTIVE_KEY, (key,)).fetchone()
+        if holder is not None:
+            raise InvalidJobState(job_id, status, f"job {holder[0]} with the same key {key!r} is active")
+    conn.execute(
+        "UPDATE jobrunner_jobs SET status = 'queued', due = 1, attempts = 0, trigger = 'requeue', "
+        "run_at = ?, started_at = NULL, finished_at = NULL, cancel_requested = 0, lease_until = NULL, "
+        "history = coalesce(history, '') || ? WHERE seq = ?",
+        (now, _history_line(now, _QUEUED, 0, None, "requeued"), seq),
+    )
+    return cast(
+        "tuple[Any, ...]",
+        conn.execute(f"SELECT {_RECORD_COLUMNS} FROM jobrunner_jobs WHERE seq = ?", (seq,)).fetchone(),
+    )
+
+
+def _fire_tick(conn: sqlite3.Connection, schedule: str, fire_at: float, row: tuple[Any, ...]) -> bool:
+    last = conn.execute("SELECT last_fire_at FROM jobrunner_cron WHERE schedule = ?", (schedule,)).fetchone()
+    if last is not None and last[0] >= fire_at:
+        return False
+    conn.execute(
+        "INSERT INTO jobrunner_cron (schedule, last_fire_at) VALUES (?, ?) "
+        "ON CONFLICT (schedule) DO UPDATE SET last_fire_at = excluded.last_fire_at",
+        (schedule, fire_at),
+    )
+    _insert_rows(conn, (row,))
+    return True
+
+
+def _try_lead(conn: sqlite3.Connection, role: str, holder: str, ttl: float, now: float) -> bool:
+    conn.execute(
+        "INSERT INTO jobrunner_leaders (role, holder, expires_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
+        "WHERE jobrunner_leaders.holder = excluded.holder OR jobrunner_leaders.expires_at < ?",
+        (role, holder, now + ttl, now),
+    )
+    row = conn.execute("SELECT holder FROM jobrunner_leaders WHERE role = ?", (role,)).fetchone()
+    return row is not None and row[0] == holder
+
+
+def _prune(conn: sqlite3.Connection, finished_before: float, limit: int) -> int:
+    deleted = 0
+    for status in (_SUCCEEDED, _CANCELLED):
+        if deleted >= limit:
+            break
+        deleted += _delete_finished(conn, status, finished_before, limit - deleted)
+    conn.execute("DELETE FROM jobrunner_workers WHERE seen_at < ?", (finished_before - _KNOWN_NAMES_TTL,))
+    return deleted
+
+
+def _delete_finished(conn: sqlite3.Connection, status: str, finished_before: float, limit: int) -> int:
+    return conn.execute(
+        "DELETE FROM jobrunner_jobs WHERE seq IN (SELECT seq FROM jobrunner_jobs WHERE status = ? "
+        "AND finished_at IS NOT NULL AND finished_at < ? LIMIT ?)",
+        (status, finished_before, limit),
+    ).rowcount
+
+
+def _stats(conn: sqlite3.Connection, now: float) -> StoreStats:
+    counts = dict.fromkeys(JobStatus, 0)
+    queues: dict[str, dict[JobStatus, int]] = {}
+    # A scheduled job whose time has come counts as queued, as it is for claims.
+    rows = conn.execute(
+        "SELECT queue, CASE WHEN status = 'scheduled' AND run_at <= ? THEN 'queued' ELSE status END AS s, "
+        "count(*) FROM jobrunner_jobs GROUP BY queue, s",
+        (now,),
+    ).fetchall()
+    for queue, status, n in rows:
+        by_status = queues.get(queue)
+        if by_status is None:
+            by_status = queues[queue] = dict.fromkeys(JobStatus, 0)
+        by_status[JobStatus(status)] += n
+        counts[JobStatus(status)] += n
+    oldest_run_at = conn.execute(
+        "SELECT min(run_at) FROM jobrunner_jobs WHERE due IS NOT NULL AND run_at <= ?", (now,)
+    ).fetchone()[0]
+    known: set[str] = set()
+    for (names,) in conn.execute(
+        "SELECT names FROM jobrunner_workers WHERE seen_at > ?", (now - _KNOWN_NAMES_TTL,)
+    ):
+        known.update(_decode(names))
+    unknown = {
+        name: max(0.0, now - first)
+        for name, first in conn.execute(
+            "SELECT name, min(run_at) FROM jobrunner_jobs WHERE due IS NOT NULL GROUP BY name"
+        )
+        if name not in known
+    }
+    oldest = None if oldest_run_at is None else now - oldest_run_at
+    return StoreStats(counts, queues, oldest, unknown)
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    (
+        job_id, name, payload, queue, priority, status, attempts, max_attempts, timeout, key,
+        workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result, error_type,
+        error_message, error_traceback, worker, cancel_requested, headers, meta, history, result_error,
+    ) = row  # fmt: skip
+    try:
+        args, kwargs = _decode_payload(payload)
+    except (ValueError, TypeError):
+        args, kwargs = (), {}  # a damaged row: claims dead-letter it with the reason
+    job_status = JobStatus(status)
+    entries = [HistoryEntry(enqueued_at, JobStatus.QUEUED, 0, None, "enqueued")]
+    if history:
+        for line in history.splitlines():
+            at, entry_status, attempt, entry_worker, note = _decode(line)
+            entries.append(HistoryEntry(at, JobStatus(entry_status), attempt, entry_worker, note))
+    # Claims and successes are not logged as they happen: add the current ones.
+    if job_status is JobStatus.RUNNING or job_status is JobStatus.SUCCEEDED:
+        entries.append(HistoryEntry(started_at, JobStatus.RUNNING, attempts, worker))
+    if job_status is JobStatus.SUCCEEDED:
+        entries.append(HistoryEntry(finished_at, job_status, attempts, worker))
+    return JobRecord(
+        id=job_id,
+        name=name,
+        args=args,
+        kwargs=kwargs,
+        queue=queue,
+        priority=priority,
+        status=job_status,
+        attempts=attempts,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        key=key,
+        workspace_id=workspace_id,
+        trigger=Trigger(trigger),
+        enqueued_at=enqueued_at,
+        run_at=run_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        result=None if result is None else _decode(result),
+        error=None
+        if error_type is None
+        else ErrorInfo(error_type, error_message or "", error_traceback or ""),
+        worker=worker,
+        cancel_requested=bool(cancel_requested),
+        headers=None if headers is None else _decode(headers),
+        meta=None if meta is None else _decode(meta),
+        history=tuple(entries),
+        result_error=result_error,
+    )
+
+
+def _migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations the file lacks; return the schema version it had."""
+    conn.execute(_MIGRATIONS_TABLE)
+    found = conn.execute("SELECT coalesce(max(version), 0) FROM jobrunner_migrations").fetchone()[0]
+    if found > len(MIGRATIONS):
+        raise _NewerSchema(found)
+    for version, (name, statements) in enumerate(MIGRATIONS[found:], start=found + 1):
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO jobrunner_migrations (version, name) VALUES (?, ?)", (version, name))
+    return cast(int, found)
+
+
+class _NewerSchema(Exception):
+    def __init__(self, version: int) -> None:
+        self.version = version
+
+
+# --------------------------------------------------------------------------------------
+# the connection
+# --------------------------------------------------------------------------------------
+
+
+_Call = tuple["asyncio.Future[Any]", "Callable[..., Any] | None", tuple[Any, ...], bool]
+"""A call for the connection's thread: future, function (None: close), args, is a write."""
+
+# Most writes one group commit takes: enough to share an fsync among everything
+# that queued up during the previous one, few enough to hold the lock briefly.
+_GROUP_MAX = 64
+
+
+class _Connection:
+    """One ``sqlite3`` connection, owned by one thread that runs functions on it in order.
+
+    The design of aiosqlite, with the unit of work changed: a call runs a whole
+    function (a transaction of any number of statements) in the thread, so it
+    costs one thread hop (17-40 us) however large the batch, and no other
+    coroutine's statements can interleave with it. aiosqlite's public API
+    costs a hop per statement and leaves a transaction open across event-loop
+    turns; its internals differ between releases, so this owns its thread.
+
+    Group commit: writes that queue up while the thread is busy (an enqueue, a
+    claim and a settle, say) run together in one transaction, each in its own
+    savepoint (a failing one is rolled back alone), so they share one commit
+    and one fsync.
+
+    A call that is cancelled still runs to its end in the thread (its caller
+    just stops waiting); ``last`` is the future of the latest call, so a read
+    on another connection can wait for writes issued before it.
+
+    The thread is a daemon: a runner whose store is never closed must not keep
+    the interpreter from exiting, and committed work is on disk already.
+    """
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
+        self._connect = connect
+        self._calls: SimpleQueue[_Call] = SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.last: asyncio.Future[Any] | None = None
+
+    async def start(self) -> None:
+        """Start the thread and connect (in it: a connection stays in its thread)."""
+        self._thread.start()
+        await self.run(_no_op)
+
+    def _serve(self) -> None:
+        conn: sqlite3.Connection | None = None
+        failure: BaseException | None = None
+        try:
+            conn = self._connect()
+        except BaseException as exc:  # reported to every caller below
+            failure = exc
+        calls = self._calls
+        carried: _Call | None = None
+        while True:
+            call = carried or calls.get()
+            carried = None
+            future, fn, args, write = call
+            if fn is None:  # close
+                if conn is not None:
+                    conn.close()
+                _resolve_soon([(future, None, None)])
+                return
+            if conn is None:
+                _resolve_soon([(future, None, failure)])
+                continue
+            if not write:
+                try:
+                    _resolve_soon([(future, fn(conn, *args), None)])
+                except BaseException as exc:  # the caller gets it
+                    _resolve_soon([(future, None, exc)])
+                continue
+            group = [call]
+            while len(group) < _GROUP_MAX:
+                try:
+                    more = calls.get_nowait()
+                except Empty:
+                    break
+                if not more[3]:
+                    carried = more
+                    break
+                group.append(more)
+            _resolve_soon(_commit_group(conn, group))
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(sqlite3_connection, *args)`` in the thread."""
+        return await self._submit(fn, args, False)
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(sqlite3_connection, *args)`` in the thread, in a write transaction
+        (``BEGIN IMMEDIATE``), possibly shared with other writes queued meanwhile."""
+        return await self._submit(fn, args, True)
+
+    async def _submit(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._calls.put((future, fn, args, write))
+        self.last = future
+        # Shielded: cancelling the caller must not mark the call done while it runs.
+        return await asyncio.shield(future)
+
+    async def close(self) -> None:
+        """Finish the calls already queued, close the connection, end the thread."""
+        if self._thread.is_alive():
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._calls.put((future, None, (), False))
+            await asyncio.shield(future)
+
+
+def _commit_group(conn: sqlite3.Connection, group: list[_Call]) -> list[tuple[asyncio.Future[Any], Any, Any]]:
+    """Run writes in one transaction (see ``_transaction``); each call's result or
+    exception, once committed."""
+    if len(group) == 1:
+        future, fn, args, _ = group[0]
+        assert fn is not None
+        try:
+            return [(future, _transaction(conn, fn, *args), None)]
+        except BaseException as exc:  # the caller gets it
+            return [(future, None, exc)]
+    outcomes: list[tuple[asyncio.Future[Any], Any, Any]] = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        for future, fn, args, _ in group:
+            assert fn is not None
+            conn.execute("SAVEPOINT call")
+            try:
+                result = fn(conn, *args)
+            except Exception as exc:  # this call's own failure: undo it alone
+                if not conn.in_transaction:
+                    raise  # it took the whole transaction with it (a full disk, say)
+                conn.execute("ROLLBACK TO call")
+                conn.execute("RELEASE call")
+                outcomes.append((future, None, exc))
+            else:
+                conn.execute("RELEASE call")
+                outcomes.append((future, result, None))
+        conn.execute("COMMIT")
+    except BaseException as exc:  # the transaction failed (busy, full disk...): so did every call
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        return [(call[0], None, exc) for call in group]
+    return outcomes
+
+
+def _no_op(conn: sqlite3.Connection) -> None:
+    return None
+
+
+def _resolve_soon(outcomes: list[tuple[asyncio.Future[Any], Any, Any]]) -> None:
+    """Hand results from the thread to the futures' event loop, in one wake-up per loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
+    for loop, mine in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, mine)
+        except RuntimeError:
+            pass  # that loop is closed: nobody is waiting any more
+
+
+def _resolve(outcomes: list[tuple[asyncio.Future[Any], Any, Any]]) -> None:
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+def _hint(exc: sqlite3.Error, path: str) -> str:
+    """What to do about an SQLite error, by its primary result code."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    directory = os.path.dirname(os.path.abspath(path))
+    return {
+        sqlite3.SQLITE_FULL: "the disk (or the file system's quota) is full; free some space",
+        sqlite3.SQLITE_READONLY: (
+            f"the file or its directory {directory} is read-only for this process; SQLite needs to "
+            f"write the file and create {os.path.basename(path)}-wal and -shm next to it"
+        ),
+        sqlite3.SQLITE_CANTOPEN: f"check that {directory} exists and this process may write there",
+        sqlite3.SQLITE_NOTADB: "it is not an SQLite database; point the store at a new file",
+        sqlite3.SQLITE_CORRUPT: "the database file is damaged; restore it from a backup",
+        sqlite3.SQLITE_IOERR: "the operating system reported an I/O error; check the disk",
+        sqlite3.SQLITE_PERM: "permission denied; check the file's owner and mode",
+    }.get(code, "see the cause above")
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+# --------------------------------------------------------------------------------------
+# the store
+# --------------------------------------------------------------------------------------
+
+
+class SQLiteStore:
+    """Jobs in an SQLite file: durable, and shared by the runners of one host.
+
+    ``Runner(store="sqlite:///var/jobs.db")`` or ``Runner(store=SQLiteStore("var/jobs.db"))``.
+
+    Durability and delivery (WAL journal, ``synchronous=FULL`` by default):
+
+    * A job whose ``enqueue`` returned is committed: written to the WAL and
+      fsynced before the call returns. It survives the process being killed
+      (SIGKILL), an operating-system crash and a power loss, on storage that
+      honours fsync. Every later change (claim, outcome, heartbeat, rescue) is
+      committed the same way, one transaction per batch.
+    * Every accepted job reaches an end state (SUCCEEDED, DEAD or CANCELLED):
+      delivery is at least once. A job running in a process that dies keeps
+      its lease until it expires (the job's timeout plus 30 s by default); the
+      leader then retries it as a new attempt (trigger "retry"), or
+      dead-letters it if that was its last attempt. Its side effects may
+      therefore happen twice; handlers should be idempotent.
+    * With ``synchronous="NORMAL"`` commits are not fsynced (the WAL is synced
+      at checkpoints): a killed process still loses nothing, but an OS crash
+      or power loss may undo the last transactions before the crash, enqueues
+      that had returned included (settles undone mean jobs run again). The
+      file stays consistent either way. NORMAL costs about a tenth of FULL per
+      commit; with batching the difference is small (see the benchmark).
+    * Not covered: network file systems (WAL needs shared memory on one host;
+      put the file on a local disk), storage that ignores fsync, and deleting
+      the ``-wal`` file of a database in use.
+
+    Several processes may share the file: one writer connection per store,
+    ``BEGIN IMMEDIATE`` transactions, SQLite's busy timeout, and retries with
+    backoff, so "database is locked" never reaches the caller (a lock held for
+    longer than ``busy_timeout`` seconds becomes a ``StoreError``). Claims are
+    atomic, so a job never runs twice while its lease lives; a second
+    connection serves reads (``get``, ``stats``...) so they never wait behind
+    writes.
+
+    Arguments, results, headers and meta are stored as JSON, never pickled: a
+    durable store must not execute what it reads. Arguments that JSON cannot
+    hold raise TypeError at enqueue (nothing is written); positional arguments
+    come back as a tuple, but tuples inside them come back as lists and dict
+    keys as strings. A result JSON cannot hold leaves the job SUCCEEDED with
+    ``result_error`` set (``result()`` raises JobFailed), and is logged.
+
+    Args:
+        path: the database file; created, with its schema, on first use.
+        synchronous: ``"FULL"`` (default, durable against power loss) or ``"NORMAL"``.
+        poll_interval: seconds between looks for jobs enqueued or finished by
+            other processes (this process's own are seen at once).
+        busy_timeout: seconds to keep retrying while another process holds the
+            write lock before raising StoreError.
+    """
+
+    durable = True
+    serializes_payloads = True
+    claim_batch = 256
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        poll_interval: float = 0.5,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        path = os.fspath(path)
+        if not path or path == ":memory:" or path.startswith("file:"):
+            raise ValueError(
+                f"SQLiteStore({path!r}): give the path of a file; for jobs that live in memory use MemoryStore()"
+            )
+        if synchronous not in ("FULL", "NORMAL"):
+            raise ValueError(f"SQLiteStore(synchronous={synchronous!r}): use 'FULL' or 'NORMAL'")
+        if not poll_interval > 0:
+            raise ValueError(f"SQLiteStore(poll_interval={poll_interval!r}): must be seconds > 0")
+        if not busy_timeout >= 0:
+            raise ValueError(f"SQLiteStore(busy_timeout={busy_timeout!r}): must be seconds >= 0")
+        self.path = path
+        self.synchronous = synchronous
+        self.poll_interval: float | None = poll_interval
+        self.busy_timeout = busy_timeout
+        self._writer: _Connection | None = None
+        self._reader: _Connection | None = None
+        self._listeners: list[Callable[[], None]] = []
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._seen: dict[str, tuple[frozenset[str] | None, float]] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``.
+
+        Options may follow as a query: ``?synchronous=NORMAL&poll_interval=0.2&busy_timeout=10``.
+        """
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme.lower() != "sqlite" or parts.netloc or not parts.path.startswith("/"):
+            raise ValueError(
+                f"store={url!r}: an SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db"
+            )
+        path = urllib.parse.unquote(parts.path[1:])
+        if not path:
+            raise ValueError(f"store={url!r}: the URL names no file; use sqlite:///path/to/jobs.db")
+        options: dict[str, Any] = {}
+        for name, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False):
+            if name == "synchronous":
+                options[name] = value.upper()
+            elif name in ("poll_interval", "busy_timeout"):
+                try:
+                    options[name] = float(value)
+                except ValueError:
+                    raise ValueError(f"store={url!r}: {name}={value!r} is not a number of seconds") from None
+            else:
+                raise ValueError(
+                    f"store={url!r}: unknown option {name!r}; use synchronous, poll_interval or busy_timeout"
+                )
+        return cls(path, **options)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # lifecycle -------------------------------------------------------------
+    async def open(self) -> None:
+        """Open the file (creating it and its schema, or migrating an older one)."""
+        if self._writer is not None:
+            return
+        writer = await self._connect()
+        try:
+            await self._retrying(writer.write, "open", _migrate)
+            reader = await self._connect(query_only=True)
+        except BaseException:
+            await writer.close()
+            raise
+        self._writer, self._reader = writer, reader
+
+    async def _connect(self, *, query_only: bool = False) -> _Connection:
+        path, synchronous = self.path, self.synchronous
+
+        def connect() -> sqlite3.Connection:
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                raise StoreError(
+                    f"cannot open the SQLite store {path}: the directory {directory} does not exist; "
+                    f"create it or choose another path"
+                )
+            # The busy timeout of one attempt; _write retries beyond it.
+            conn = sqlite3.connect(path, timeout=min(5.0, self.busy_timeout), isolation_level=None)
+            try:
+                if sqlite3.sqlite_version_info < _MIN_SQLITE:
+                    raise StoreError(
+                        f"the SQLite library is {sqlite3.sqlite_version}; the SQLite store needs "
+                        f"{'.'.join(map(str, _MIN_SQLITE))} or newer (use a newer Python build)"
+                    )
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
+                conn.execute("PRAGMA temp_store = MEMORY")
+                conn.execute("PRAGMA cache_size = -16000")  # 16 MB: the hot index pages stay cached
+                # Reading the schema fails here, at open, on a file that is not a database.
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                if query_only:
+                    conn.execute("PRAGMA query_only = 1")
+                else:
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                    if str(mode).lower() != "wal":
+                        raise StoreError(
+                            f"cannot open the SQLite store {path}: SQLite could not switch it to WAL mode "
+                            f"(journal_mode={mode}); put the file on a local disk, not a network file system"
+                        )
+            except BaseException:
+                conn.close()
+                raise
+            return conn
+
+        conn = _Connection(connect, f"jobrunner-sqlite-{'reader' if query_only else 'writer'}")
+        try:
+            await conn.start()
+        except sqlite3.Error as exc:
+            await conn.close()
+            raise self._store_error("open", exc) from exc
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        """Close both connections. Idempotent; ``open()`` reopens."""
+        writer, reader = self._writer, self._reader
+        self._writer = self._reader = None
+        for conn in (reader, writer):
+            if conn is not None:
+                await conn.close()
+
+    def add_work_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` when this process makes work ready; others' work is polled."""
+        self._listeners.append(callback)
+
+        def remove() -> None:
+            if callback in self._listeners:
+                self._listeners.remove(callback)
+
+        return remove
+
+    def _notify(self) -> None:
+        for callback in self._listeners:
+            callback()
+
+    def _finished(self, job_ids: Iterable[str]) -> None:
+        """Wake this process's ``wait_done`` callers of jobs that became final."""
+        waiters = self._waiters
+        for job_id in job_ids:
+            for waiter in waiters.pop(job_id, ()):
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    # running transactions ------------------------------------------------------
+    def _store_error(self, doing: str, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"SQLite store {self.path}: {doing} failed: {exc}; {_hint(exc, self.path)}")
+
+    async def _write(self, doing: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` in a write transaction on the writer connection."""
+        writer = self._writer
+        if writer is None:
+            raise self._not_open()
+        return await self._retrying(writer.write, doing, fn, *args)
+
+    async def _read(self, doing: str, fn: Callable[..., T], *args: Any) -> T:
+        """``fn`` on the read connection, after this process's writes issued before it."""
+        reader = self._reader
+        if reader is None:
+            raise self._not_open()
+        last_write = self._writer.last if self._writer is not None else None
+        if (
+            last_write is not None
+            and not last_write.done()
+            and last_write.get_loop() is asyncio.get_running_loop()
+        ):
+            # Read what this process wrote before asking, even if the writer
+            # stopped waiting (was cancelled) while its transaction ran.
+            await asyncio.wait((last_write,))
+        return await self._retrying(reader.run, doing, fn, *args)
+
+    def _not_open(self) -> StoreError:
+        return StoreError(f"SQLite store {self.path} is not open; call open() (a Runner does) first")
+
+    async def _retrying(
+        self, call: Callable[..., Awaitable[T]], doing: str, fn: Callable[..., T], *args: Any
+    ) -> T:
+        """``call(fn, *args)``, retried with backoff while the database is busy
+        (another process holds the write lock, or is recovering the WAL)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.busy_timeout
+        delay = 0.005
+        while True:
+            try:
+                return await call(fn, *args)
+            except _NewerSchema as newer:
+                raise StoreError(
+                    f"SQLite store {self.path}: the file has schema version {newer.version}, written by a newer "
+                    f"jobrunner; this one knows versions up to {len(MIGRATIONS)}. Upgrade jobrunner to open it."
+                ) from None
+            except sqlite3.Error as exc:
+                if not _is_busy(exc):
+                    raise self._store_error(doing, exc) from exc
+                if loop.time() >= give_up:
+                    raise StoreError(
+                        f"SQLite store {self.path}: {doing} failed: another process held the database locked for "
+                        f"more than {self.busy_timeout} s; find the process holding a long transaction, or raise "
+                        f"busy_timeout"
+                    ) from exc
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    # producing -------------------------------------------------------------
+    async def enqueue(self, jobs: Sequence[JobSpec], now: float, *, connection: Any = None) -> list[Enqueued]:
+        """Insert jobs in one transaction; TypeError, writing nothing, if one is not JSON."""
+        if connection is not None:
+            raise ValueError("the SQLite store joins no outside transaction; enqueue without connection=")
+        rows = [_encode_spec(spec, now) for spec in jobs]
+        out = await self._write("enqueue", _insert_rows, rows)
+        self._notify()
+        return out
+
+    async def count_pending(self) -> int:
+        """Waiting jobs, counted from the two waiting indexes."""
+        return await self._read(
+            "count pending jobs",
+            lambda conn: conn.execute(
+                "SELECT (SELECT count(*) FROM jobrunner_jobs WHERE due = 1) "
+                "+ (SELECT count(*) FROM jobrunner_jobs WHERE due = 0)"
+            ).fetchone()[0],
+        )
+
+    # consuming -------------------------------------------------------------
+    async def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
+        """Claim the best ready jobs of the requested names, within queue room."""
+        names = request.names
+        worker = request.worker
+        seen = self._seen.get(worker)
+        record_seen = None
+        if seen is None or seen[0] != names or not 0 <= request.now - seen[1] < _WORKER_REFRESH:
+            listed = sorted(names) if names is not None else []
+            record_seen = (worker, _encode(listed), request.now)
+            self._seen[worker] = (names, request.now)
+        return await self._write("claim", _claim, request, names, record_seen)
+
+    async def extend_leases(
+        self, leases: Sequence[tuple[str, int]], now: float, terms: LeaseTerms
+    ) -> LeaseReport:
+        """Renew held leases; report the lost ones and cancellations asked for."""
+        return await self._write("extend leases", _extend, leases, now, terms, list(self._seen))
+
+    async def settle(self, outcomes: Sequence[Outcome], worker: str) -> list[str]:
+        """Record outcomes in one transaction, fenced by lease token; return the fenced-out ids."""
+        prepared: list[_Prepared] = []
+        for outcome in outcomes:
+            kind = outcome.kind
+            if kind is OutcomeKind.SUCCEEDED:
+                result, why = _encode_result(outcome.job_id, outcome.result)
+                prepared.append((outcome.job_id, outcome.token, kind, outcome.at, result, why))
+            else:
+                prepared.append(
+                    (outcome.job_id, outcome.token, kind, outcome.at, outcome.error, outcome.retry_at)
+                )
+        lost, final, ready = await self._write("record outcomes", _settle, prepared)
+        if final and self._waiters:
+            self._finished(final)
+        if ready:
+            self._notify()
+        return lost
+
+    async def next_run_at(self, now: float) -> float | None:
+        """The earliest ``run_at`` of jobs not yet due (from the delayed index)."""
+        return await self._read(
+            "find the next delayed job",
+            lambda conn: conn.execute("SELECT min(run_at) FROM jobrunner_jobs WHERE due = 0").fetchone()[0],
+        )
+
+    # maintenance -------------------------------------------------------------
+    async def rescue_expired(self, now: float) -> list[RescuedJob]:
+        """Retry, dead-letter or cancel running jobs whose lease ran out."""
+        rescued = await self._write("rescue expired leases", _rescue, now)
+        if rescued:
+            self._finished(job.id for job in rescued if job.status is not JobStatus.RETRYING)
+            self._notify()
+        return rescued
+
+    async def prune(self, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` SUCCEEDED or CANCELLED jobs finished before the time."""
+        return await self._write("prune finished jobs", _prune, finished_before, limit)
+
+    async def purge(self, status: JobStatus, finished_before: float, limit: int) -> int:
+        """Delete up to ``limit`` jobs of a final status finished before the time."""
+        if status.value not in _FINAL:
+            raise ValueError(f"purge(status={status}): only final statuses can be purged")
+        return await self._write("purge jobs", _delete_finished, status.value, finished_before, limit)
+
+    async def try_lead(self, role: str, holder: str, ttl: float, now: float) -> bool:
+        """Leadership as a row with an expiry; taken over once it lapses."""
+        return await self._write("elect a leader", _try_lead, role, holder, ttl, now)
+
+    async def resign(self, role: str, holder: str) -> None:
+        """Drop leadership held by ``holder``."""
+        await self._write(
+            "resign leadership",
+            lambda conn: conn.execute(
+                "DELETE FROM jobrunner_leaders WHERE role = ? AND holder = ?", (role, holder)
+            ),
+        )
+
+    # cron -------------------------------------------------------------------------
+    async def fire_tick(self, schedule: str, fire_at: float, job: JobSpec, now: float) -> bool:
+        """Record the tick and insert its job in one transaction, unless it already fired."""
+        row = _encode_spec(job, now)
+        fired = await self._write("fire a cron tick", _fire_tick, schedule, fire_at, row)
+        if fired:
+            self._notify()
+        return fired
+
+    async def cron_state(self) -> dict[str, float]:
+        """Last tick per schedule."""
+        rows = await self._read(
+            "read cron ticks",
+            lambda conn: conn.execute("SELECT schedule, last_fire_at FROM jobrunner_cron").fetchall(),
+        )
+        return dict(rows)
+
+    # inspection and repair -----------------------------------------------------
+    async def get(self, job_id: str) -> JobRecord | None:
+        """The job's record, or None."""
+        row = await self._read(
+            "read a job",
+            lambda conn: conn.execute(
+                f"SELECT {_RECORD_COLUMNS} FROM jobrunner_jobs WHERE id = ?", (job_id,)
+            ).fetchone(),
+        )
+        return None if row is None else _record(row)
+
+    async def wait_done(self, job_id: str) -> JobRecord:
+        """Wait until the job is final: at once for this process's settles, by polling for others'."""
+        loop = asyncio.get_running_loop()
+        while True:
+            # Listen before looking, so a settle between the two is not missed.
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(job_id, []).append(waiter)
+            try:
+                record = await self.get(job_id)
+                if record is None:
+                    raise JobNotFound(job_id)
+                if record.status.is_final:
+                    return record
+                await asyncio.wait((waiter,), timeout=self.poll_interval)
+            finally:
+                waiters = self._waiters.get(job_id)
+                if waiters is not None and waiter in waiters:
+                    waiters.remove(waiter)
+                    if not waiters:
+                        del self._waiters[job_id]
+
+    async def cancel(self, job_id: str, now: float) -> JobStatus:
+        """Cancel a waiting job, or flag a running one (its runner hears at its next heartbeat)."""
+        status = await self._write("cancel a job", _cancel, job_id, now)
+        if status is None:
+            raise JobNotFound(job_id)
+        if status == _CANCELLED:
+            self._finished((job_id,))
+        return JobStatus(status)
+
+    async def requeue(self, job_id: str, now: float) -> JobRecord:
+        """DEAD or CANCELLED back to QUEUED, attempts reset."""
+        row = await self._write("requeue a job", _requeue, job_id, now)
+        if row is None:
+            raise JobNotFound(job_id)
+        self._notify()
+        return _record(cast("tuple[Any, ...]", row))
+
+    async def list_jobs(
+        self,
+        *,
+        status: JobStatus | None = None,
+        queue: str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+    ) -> list[JobRecord]:
+        """Newest first."""
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("status", None if status is None else status.value),
+            ("queue", queue),
+            ("name", name),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        sql = f"SELECT {_RECORD_COLUMNS} FROM jobrunner_jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq DESC LIMIT ?"
+        params.append(limit)
+        rows = await self._read("list jobs", lambda conn: conn.execute(sql, params).fetchall())
+        return [_record(row) for row in rows]
+
+    async def stats(self, now: float) -> StoreStats:
+        """Counts by status and queue, oldest wait, and names no live runner registered.
+
+        One pass over the table on the read connection: it never holds up claims.
+        """
+        return await self._read("compute stats", _stats, now)

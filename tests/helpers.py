@@ -1,0 +1,48 @@
+"""Small synchronisation helpers for tests: wait on conditions, never on time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import anyio
+
+from jobrunner import JobHandle, JobStatus
+
+
+async def until(predicate: Callable[[], bool], *, within: float = 10.0) -> None:
+    """Wait until ``predicate()`` holds; fail after ``within`` real seconds.
+
+    It re-checks each time the loop turns (and a millisecond at most, for stores
+    that answer from a thread), so it waits for a condition, not for a time.
+    """
+    with anyio.fail_after(within):
+        while not predicate():
+            await asyncio.sleep(0.001)
+
+
+async def until_status(handle: JobHandle[object], status: JobStatus, *, within: float = 10.0) -> None:
+    """Wait until the job has ``status``."""
+    with anyio.fail_after(within):
+        while await handle.status() is not status:
+            await asyncio.sleep(0.001)
+
+
+class Gate:
+    """Jobs wait on it; the test opens it. Counts who is waiting."""
+
+    def __init__(self) -> None:
+        self._open = asyncio.Event()
+        self.waiting = 0
+        self.entered = 0
+
+    async def wait(self) -> None:
+        self.entered += 1
+        self.waiting += 1
+        try:
+            await self._open.wait()
+        finally:
+            self.waiting -= 1
+
+    def open(self) -> None:
+        self._open.set()

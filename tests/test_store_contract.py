@@ -1,0 +1,383 @@
+"""The store protocol's rules, checked directly against every store.
+
+The runner relies on these; a new store passes this file before anything else.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import anyio
+import pytest
+
+from jobrunner import InvalidJobState, JobNotFound, JobStatus
+from jobrunner.models import (
+    ClaimedJob,
+    ClaimRequest,
+    ErrorInfo,
+    JobSpec,
+    LeaseTerms,
+    Outcome,
+    OutcomeKind,
+    Trigger,
+)
+from jobrunner.stores.base import Store
+
+NOW = 1_750_000_000.0
+TERMS = LeaseTerms(fixed=None, margin=30.0, without_timeout=60.0)
+_ids = itertools.count()
+
+
+def spec(
+    name: str = "job",
+    *,
+    priority: int = 0,
+    queue: str = "default",
+    run_at: float = NOW,
+    key: str | None = None,
+    timeout: float | None = 10.0,
+    max_attempts: int = 3,
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> JobSpec:
+    return JobSpec(
+        id=f"job-{next(_ids):06d}",
+        name=name,
+        args=args,
+        kwargs=kwargs or {},
+        queue=queue,
+        priority=priority,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        key=key,
+        workspace_id=None,
+        enqueued_at=NOW,
+        run_at=run_at,
+        trigger=Trigger.ENQUEUE.value,
+    )
+
+
+def request(
+    limit: int = 100,
+    *,
+    now: float = NOW,
+    names: frozenset[str] | None = None,
+    room: dict[str, int] | None = None,
+    worker: str = "w1",
+    lease: LeaseTerms = TERMS,
+    queues: frozenset[str] | None = None,
+) -> ClaimRequest:
+    return ClaimRequest(worker, limit, now, names, room or {}, lease, queues)
+
+
+def done(claimed: ClaimedJob, kind: OutcomeKind = OutcomeKind.SUCCEEDED, **extra: Any) -> Outcome:
+    return Outcome(claimed.spec.id, claimed.token, kind, extra.pop("at", NOW + 1), **extra)
+
+
+async def status_of(store: Store, job_id: str) -> JobStatus:
+    record = await store.get(job_id)
+    assert record is not None
+    return record.status
+
+
+async def test_claims_follow_priority_then_run_at_then_insertion(store: Store) -> None:
+    jobs = [
+        spec(priority=5),
+        spec(priority=0, run_at=NOW - 1),
+        spec(priority=0, run_at=NOW - 5),
+        spec(priority=-1),
+        spec(priority=0, run_at=NOW - 1),
+    ]
+    await store.enqueue(jobs, NOW)
+    claimed = await store.claim(request())
+    assert [c.spec.id for c in claimed] == [jobs[i].id for i in (3, 2, 1, 4, 0)]
+
+
+async def test_a_claim_takes_at_most_limit_jobs(store: Store) -> None:
+    await store.enqueue([spec() for _ in range(10)], NOW)
+    assert len(await store.claim(request(4))) == 4
+    assert len(await store.claim(request(100))) == 6
+    assert await store.claim(request(100)) == []
+
+
+async def test_jobs_not_yet_due_are_not_claimed(store: Store) -> None:
+    later = spec(run_at=NOW + 60)
+    await store.enqueue([later], NOW)
+    assert await status_of(store, later.id) is JobStatus.SCHEDULED
+    assert await store.claim(request()) == []
+    assert await store.next_run_at(NOW) == NOW + 60
+    claimed = await store.claim(request(now=NOW + 60))
+    assert [c.spec.id for c in claimed] == [later.id]
+
+
+async def test_a_claim_sets_attempt_token_and_running(store: Store) -> None:
+    job = spec(args=(1, "two"), kwargs={"three": [3]})
+    await store.enqueue([job], NOW)
+    (claimed,) = await store.claim(request())
+    assert claimed.attempt == 1
+    assert claimed.trigger == Trigger.ENQUEUE
+    assert claimed.spec.args == (1, "two")
+    assert claimed.spec.kwargs == {"three": [3]}
+    record = await store.get(job.id)
+    assert record is not None
+    assert record.status is JobStatus.RUNNING
+    assert record.attempts == 1
+    assert record.worker == "w1"
+    assert record.started_at == NOW
+
+
+async def test_claims_only_take_the_names_asked_for(store: Store) -> None:
+    mine, theirs = spec("mine"), spec("theirs")
+    await store.enqueue([theirs, mine], NOW)
+    claimed = await store.claim(request(names=frozenset({"mine"})))
+    assert [c.spec.id for c in claimed] == [mine.id]
+    assert await status_of(store, theirs.id) is JobStatus.QUEUED
+    claimed = await store.claim(request(names=frozenset({"theirs"})))
+    assert [c.spec.id for c in claimed] == [theirs.id]
+
+
+async def test_claims_respect_queue_room(store: Store) -> None:
+    await store.enqueue(
+        [spec(queue="emails") for _ in range(5)] + [spec(queue="other") for _ in range(2)], NOW
+    )
+    claimed = await store.claim(request(room={"emails": 2}))
+    queues = sorted(c.spec.queue for c in claimed)
+    assert queues == ["emails", "emails", "other", "other"]
+    assert await store.claim(request(room={"emails": 0})) == []
+
+
+async def test_claims_take_only_the_queues_asked_for(store: Store) -> None:
+    await store.enqueue([spec(queue="a"), spec(queue="b"), spec(queue="c")], NOW)
+    claimed = await store.claim(request(queues=frozenset({"a", "c"})))
+    assert sorted(c.spec.queue for c in claimed) == ["a", "c"]
+    claimed = await store.claim(request())
+    assert [c.spec.queue for c in claimed] == ["b"]
+
+
+async def test_settle_records_each_kind_of_outcome(store: Store) -> None:
+    jobs = [spec(max_attempts=3) for _ in range(4)]
+    await store.enqueue(jobs, NOW)
+    a, b, c, d = await store.claim(request())
+    error = ErrorInfo("ValueError", "bad", "Traceback ...")
+    lost = await store.settle(
+        [
+            done(a, result={"ok": 1}),
+            done(b, OutcomeKind.RETRY, error=error, retry_at=NOW + 30),
+            done(c, OutcomeKind.DEAD, error=error),
+            done(d, OutcomeKind.CANCELLED),
+        ],
+        "w1",
+    )
+    assert lost == []
+    ra, rb, rc, rd = [await store.get(j.id) for j in jobs]
+    assert ra is not None and ra.status is JobStatus.SUCCEEDED and ra.result == {"ok": 1}
+    assert ra.finished_at == NOW + 1
+    assert rb is not None and rb.status is JobStatus.RETRYING and rb.run_at == NOW + 30
+    assert rb.error == error
+    assert rc is not None and rc.status is JobStatus.DEAD and rc.error == error
+    assert rd is not None and rd.status is JobStatus.CANCELLED
+    assert await store.next_run_at(NOW + 1) == NOW + 30
+    (again,) = await store.claim(request(now=NOW + 30))
+    assert again.spec.id == jobs[1].id
+    assert again.attempt == 2
+    assert again.trigger == Trigger.RETRY
+
+
+async def test_a_released_attempt_does_not_count(store: Store) -> None:
+    job = spec()
+    await store.enqueue([job], NOW)
+    (first,) = await store.claim(request())
+    await store.settle([done(first, OutcomeKind.RELEASED)], "w1")
+    record = await store.get(job.id)
+    assert record is not None and record.status is JobStatus.QUEUED and record.attempts == 0
+    (second,) = await store.claim(request())
+    assert second.attempt == 1
+    assert second.token != first.token
+
+
+async def test_settles_with_a_stale_token_are_fenced_out(store: Store) -> None:
+    job = spec(max_attempts=5)
+    await store.enqueue([job], NOW)
+    (old,) = await store.claim(request(lease=LeaseTerms(fixed=5.0, margin=0, without_timeout=0)))
+    # The worker stalls; its lease expires and the job is rescued and claimed again.
+    await store.rescue_expired(NOW + 6)
+    (new,) = await store.claim(request(now=NOW + 6, worker="w2"))
+    assert new.token != old.token
+    assert await store.settle([done(old, result="stale")], "w1") == [job.id]
+    assert await status_of(store, job.id) is JobStatus.RUNNING
+    assert await store.settle([done(new, result="fresh")], "w2") == []
+    record = await store.get(job.id)
+    assert record is not None and record.result == "fresh"
+
+
+async def test_heartbeats_extend_leases_and_report_lost_ones_and_cancel_requests(store: Store) -> None:
+    short = LeaseTerms(fixed=5.0, margin=0, without_timeout=0)
+    jobs = [spec(), spec()]
+    await store.enqueue(jobs, NOW)
+    a, b = await store.claim(request(lease=short))
+    await store.cancel(b.spec.id, NOW + 1)
+    report = await store.extend_leases(
+        [(a.spec.id, a.token), (b.spec.id, b.token), ("nope", 1)], NOW + 4, short
+    )
+    assert report.lost == ("nope",)
+    assert report.cancel_requested == (b.spec.id,)
+    # Extended to NOW+9: not expired at NOW+8.
+    assert await store.rescue_expired(NOW + 8) == []
+    rescued = await store.rescue_expired(NOW + 10)
+    assert sorted(r.id for r in rescued) == sorted(j.id for j in jobs)
+    statuses = {r.id: r.status for r in rescued}
+    assert statuses[a.spec.id] is JobStatus.RETRYING
+    assert statuses[b.spec.id] is JobStatus.CANCELLED
+    report = await store.extend_leases([(a.spec.id, a.token)], NOW + 11, short)
+    assert report.lost == (a.spec.id,)
+
+
+async def test_rescue_dead_letters_a_job_out_of_attempts(store: Store) -> None:
+    job = spec(max_attempts=1)
+    await store.enqueue([job], NOW)
+    await store.claim(request(lease=LeaseTerms(fixed=1.0, margin=0, without_timeout=0)))
+    (rescued,) = await store.rescue_expired(NOW + 2)
+    assert rescued.status is JobStatus.DEAD
+    record = await store.get(job.id)
+    assert record is not None and record.error is not None and record.error.type == "LeaseExpired"
+
+
+async def test_the_default_lease_is_the_timeout_plus_margin(store: Store) -> None:
+    with_timeout, without = spec(timeout=100.0), spec(timeout=None)
+    await store.enqueue([with_timeout, without], NOW)
+    await store.claim(request())
+    assert await store.rescue_expired(NOW + 89) == []  # 60 + 30 for the one without
+    rescued = await store.rescue_expired(NOW + 91)
+    assert [r.id for r in rescued] == [without.id]
+    rescued = await store.rescue_expired(NOW + 131)
+    assert [r.id for r in rescued] == [with_timeout.id]
+
+
+async def test_a_key_is_unique_among_active_jobs(store: Store) -> None:
+    first = spec(key="k")
+    results = await store.enqueue([first, spec(key="k")], NOW)
+    assert [tuple(r) for r in results] == [(first.id, True), (first.id, False)]
+    (claimed,) = await store.claim(request())
+    (again,) = await store.enqueue([spec(key="k")], NOW)
+    assert tuple(again) == (first.id, False)  # still active while running
+    await store.settle([done(claimed)], "w1")
+    fresh = spec(key="k")
+    (after,) = await store.enqueue([fresh], NOW)
+    assert tuple(after) == (fresh.id, True)
+
+
+async def test_cancel_and_requeue(store: Store) -> None:
+    waiting, running = spec(), spec()
+    await store.enqueue([waiting], NOW)
+    await store.enqueue([running], NOW + 1)
+    (claimed,) = await store.claim(request(1))
+    assert claimed.spec.id == waiting.id
+    assert await store.cancel(running.id, NOW) is JobStatus.CANCELLED
+    assert await store.cancel(waiting.id, NOW) is JobStatus.RUNNING  # flagged
+    with pytest.raises(InvalidJobState, match="only dead or cancelled"):
+        await store.requeue(waiting.id, NOW)
+    record = await store.requeue(running.id, NOW + 2)
+    assert record.status is JobStatus.QUEUED and record.attempts == 0 and record.trigger is Trigger.REQUEUE
+    (again,) = await store.claim(request(now=NOW + 2))
+    assert again.spec.id == running.id and again.trigger == Trigger.REQUEUE
+    with pytest.raises(JobNotFound):
+        await store.cancel("missing", NOW)
+    with pytest.raises(JobNotFound):
+        await store.requeue("missing", NOW)
+
+
+async def test_wait_done_returns_the_final_record(store: Store) -> None:
+    job = spec()
+    await store.enqueue([job], NOW)
+
+    async def finish() -> None:
+        (claimed,) = await store.claim(request())
+        await store.settle([done(claimed, result=5)], "w1")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(finish)
+        with anyio.fail_after(10):
+            record = await store.wait_done(job.id)
+    assert record.status is JobStatus.SUCCEEDED and record.result == 5
+    with pytest.raises(JobNotFound):
+        await store.wait_done("missing")
+
+
+async def test_prune_and_purge(store: Store) -> None:
+    jobs = [spec() for _ in range(3)]
+    await store.enqueue(jobs, NOW)
+    a, b, c = await store.claim(request())
+    await store.settle(
+        [done(a, at=NOW + 10), done(b, OutcomeKind.DEAD, at=NOW + 10), done(c, at=NOW + 20)], "w1"
+    )
+    assert await store.prune(NOW + 15, 100) == 1  # only the succeeded one finished before
+    assert await store.get(a.spec.id) is None
+    assert await store.get(b.spec.id) is not None  # dead jobs are not pruned
+    assert await store.purge(JobStatus.DEAD, NOW + 15, 100) == 1
+    assert await store.get(b.spec.id) is None
+    assert await store.get(c.spec.id) is not None
+
+
+async def test_leadership_is_exclusive_and_taken_over_when_it_lapses(store: Store) -> None:
+    assert await store.try_lead("maintenance", "a", 30.0, NOW)
+    assert not await store.try_lead("maintenance", "b", 30.0, NOW + 10)
+    assert await store.try_lead("maintenance", "a", 30.0, NOW + 20)  # renewal
+    assert not await store.try_lead("maintenance", "b", 30.0, NOW + 49)
+    assert await store.try_lead("maintenance", "b", 30.0, NOW + 51)  # lapsed: b takes over
+    assert not await store.try_lead("maintenance", "a", 30.0, NOW + 52)
+    await store.resign("maintenance", "b")
+    assert await store.try_lead("maintenance", "a", 30.0, NOW + 53)
+
+
+async def test_a_cron_tick_fires_once_and_never_goes_back(store: Store) -> None:
+    t1, t2 = NOW + 60, NOW + 120
+    assert await store.fire_tick("nightly", t1, spec("report"), NOW)
+    assert not await store.fire_tick("nightly", t1, spec("report"), NOW)
+    assert await store.fire_tick("nightly", t2, spec("report"), NOW)
+    assert not await store.fire_tick("nightly", t1, spec("report"), NOW)  # older than the last
+    assert await store.fire_tick("hourly", t1, spec("report"), NOW)
+    assert await store.cron_state() == {"nightly": t2, "hourly": t1}
+    assert await store.count_pending() == 3
+
+
+async def test_list_jobs_filters_and_returns_newest_first(store: Store) -> None:
+    a, b, c = spec("x", queue="q1"), spec("y", queue="q2"), spec("x", queue="q2")
+    await store.enqueue([a], NOW)
+    await store.enqueue([b], NOW + 1)
+    await store.enqueue([c], NOW + 2)
+    assert [r.id for r in await store.list_jobs()] == [c.id, b.id, a.id]
+    assert [r.id for r in await store.list_jobs(name="x")] == [c.id, a.id]
+    assert [r.id for r in await store.list_jobs(queue="q2", name="x")] == [c.id]
+    assert [r.id for r in await store.list_jobs(status=JobStatus.QUEUED, limit=1)] == [c.id]
+
+
+async def test_stats_and_pending_counts(store: Store) -> None:
+    await store.enqueue([spec(queue="a"), spec(queue="a", run_at=NOW + 5), spec(queue="b")], NOW)
+    assert await store.count_pending() == 3
+    (claimed,) = await store.claim(request(1))
+    stats = await store.stats(NOW + 2)
+    assert stats.counts[JobStatus.QUEUED] == 1
+    assert stats.counts[JobStatus.SCHEDULED] == 1
+    assert stats.counts[JobStatus.RUNNING] == 1
+    assert stats.queues["a"][JobStatus.SCHEDULED] == 1
+    assert stats.oldest_waiting_age == 2.0
+    assert await store.count_pending() == 2
+    await store.settle([done(claimed)], "w1")
+    assert (await store.stats(NOW + 2)).counts[JobStatus.SUCCEEDED] == 1
+
+
+async def test_work_listeners_hear_enqueues_and_can_unsubscribe(store: Store) -> None:
+    heard: list[str] = []
+    remove = store.add_work_listener(lambda: heard.append("work"))
+    await store.enqueue([spec()], NOW)
+    with anyio.fail_after(10):
+        while not heard:
+            await anyio.sleep(0.001)
+    remove()
+    count = len(heard)
+    await store.enqueue([spec()], NOW)
+    # A negative can only be checked over some time: stores that notify through
+    # the database deliver well within this.
+    await anyio.sleep(0.05)
+    assert len(heard) == count
