@@ -41,6 +41,7 @@ from jobrunner.runner import Runner
 from jobrunner.stats import Health, RunnerStats
 from jobrunner.stores.base import Store
 from jobrunner.stores.memory import MemoryStore
+from jobrunner.stores.sqlite import SQLiteStore
 
 __all__ = [
     "Abort",
@@ -74,6 +75,7 @@ __all__ = [
     "Retry",
     "Runner",
     "RunnerStats",
+    "SQLiteStore",
     "Schedule",
     "ScheduleInfo",
     "Store",

@@ -76,7 +76,7 @@ CATCH_UP_LIMIT = 100
 
 SKIP_GRACE = 60.0
 """Seconds late a tick may still run under ``missed="skip"``: longer than a
-leader takeover (the leader lease is 30 s, renewed every 10 s)."""
+leader takeover (the leader lease is 10 s, renewed every 3.3 s)."""
 
 _ALIASES = {
     "@yearly": "0 0 1 1 *",
