@@ -20,7 +20,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from enum import Enum
@@ -28,6 +28,7 @@ from typing import Any, NoReturn, TextIO
 
 import structlog
 
+from jobrunner.cron import CronExpression, ScheduleInfo
 from jobrunner.errors import JobCancelled, JobFailed, JobNotFound, JobrunnerError, StoreError, UnknownJob
 from jobrunner.models import JobRecord, JobStatus
 from jobrunner.runner import Runner
@@ -70,15 +71,23 @@ def load_runner(path: str) -> Runner:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            raise UsageError(f"could not import module {module_name!r}: {exc}") from None
-        raise UsageError(f"importing {module_name!r} failed: {exc}") from None
+        missing = exc.name or ""
+        if missing and (module_name == missing or module_name.startswith(missing + ".")):
+            raise UsageError(
+                f"cannot load {path!r}: no module named {missing!r}; check the spelling, and that "
+                f"its directory is the current one or on PYTHONPATH"
+            ) from None
+        raise UsageError(f"cannot load {path!r}: importing module {module_name!r} failed: {exc}") from None
     target: Any = module
     for part in attribute.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise UsageError(f"module {module_name!r} has no attribute {attribute!r}") from None
+            runners = sorted(name for name, value in vars(module).items() if isinstance(value, Runner))
+            hint = f"; it has these runners: {', '.join(runners)}" if runners else ""
+            raise UsageError(
+                f"cannot load {path!r}: module {module_name!r} has no attribute {attribute!r}{hint}"
+            ) from None
     if not isinstance(target, Runner):
         raise UsageError(f"{path} is a {type(target).__name__}, not a jobrunner.Runner")
     return target
@@ -87,15 +96,39 @@ def load_runner(path: str) -> Runner:
 def resolve_store(args: argparse.Namespace) -> Store:
     """The store for a read/repair command: --store, else JOBRUNNER_STORE, else --app's."""
     url = getattr(args, "store", None) or os.environ.get("JOBRUNNER_STORE")
+    app = getattr(args, "app", None)
     if url:
         try:
-            return store_from_url(url)
+            store = store_from_url(url)
         except (ValueError, ImportError) as exc:
             raise UsageError(str(exc)) from None
-    app = getattr(args, "app", None)
-    if app:
-        return load_runner(app).store
-    raise UsageError("say which store: --store URL (or set JOBRUNNER_STORE), or --app module:runner")
+    elif app:
+        store = load_runner(app).store
+    else:
+        raise UsageError("say which store: --store URL (or set JOBRUNNER_STORE), or --app module:runner")
+    if not store.durable:
+        # A fresh memory store is always empty: answering "no jobs" would mislead.
+        raise UsageError(
+            f"{url or app} keeps jobs in the memory of the process that runs them, out of this "
+            f"command's reach; pass the URL of a durable store, e.g. --store sqlite:///var/jobs.db"
+        )
+    from jobrunner.stores.sqlite import SQLiteStore
+
+    if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
+        # Opening would create an empty database: a typo in the path must not look like "no jobs".
+        raise StoreError(
+            f"cannot open the SQLite store {store.path}: the file does not exist; check the path "
+            f"(a worker or an enqueue creates it)"
+        )
+    return store
+
+
+def configure(runner: Runner, **settings: Any) -> None:
+    """``runner.configure()`` with a bad flag value reported as a usage error."""
+    try:
+        runner.configure(**settings)
+    except (ValueError, ImportError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 @asynccontextmanager
@@ -153,6 +186,8 @@ class Output:
 
 
 def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
     if isinstance(value, Enum):
         return value.value
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -253,10 +288,7 @@ def configure_logging(fmt: str, level: str) -> None:
 async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
     runner = load_runner(args.app)
     consume = [q.strip() for q in args.queues.split(",") if q.strip()] if args.queues else None
-    try:
-        runner.configure(store=args.store, concurrency=args.concurrency, consume=consume)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    configure(runner, store=args.store, concurrency=args.concurrency, consume=consume)
     await runner.serve()
     return EXIT_OK
 
@@ -264,7 +296,7 @@ async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
 async def cmd_enqueue(args: argparse.Namespace, out: Output) -> int:
     runner = load_runner(args.app)
     if args.store:
-        runner.configure(store=args.store)
+        configure(runner, store=args.store)
     if not runner.store.durable:
         raise UsageError(
             f"{args.app} keeps jobs in memory, so a job enqueued from this command would vanish "
@@ -272,9 +304,10 @@ async def cmd_enqueue(args: argparse.Namespace, out: Output) -> int:
         )
     positional = parse_json(args.args, "--args", list)
     keywords = parse_json(args.kwargs, "--kwargs", dict)
-    job = runner.jobs.get(args.name)
-    if job is None:
-        raise UsageError(str(UnknownJob(args.name, runner.jobs)))
+    try:
+        job = runner.job_named(args.name)
+    except UnknownJob as exc:
+        raise UsageError(str(exc)) from None
     options: dict[str, Any] = {}
     if args.priority is not None:
         options["priority"] = args.priority
@@ -284,24 +317,26 @@ async def cmd_enqueue(args: argparse.Namespace, out: Output) -> int:
         options["key"] = args.key
     if args.queue is not None:
         options["queue"] = args.queue
-    try:
-        handle = await job.options(**options).enqueue(*positional, **keywords)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
-    if not args.wait:
-        out.json({"id": handle.id, "created": handle.created}) if out.as_json else out.line(handle.id)
-        return EXIT_OK
-    try:
-        result = await runner.result(handle.id, timeout=args.timeout)
-    except TimeoutError:
-        out.line(f"{handle.id}: no result within {args.timeout} s (the job is still {await handle.status()})")
-        return EXIT_FAILED
-    except (JobFailed, JobCancelled) as exc:
-        if out.as_json:
-            out.json({"id": handle.id, "error": str(exc)})
-        else:
-            out.line(f"{handle.id}: {exc}")
-        return EXIT_FAILED
+    try:  # the store is closed however the command ends, not only after --wait
+        try:
+            handle = await job.options(**options).enqueue(*positional, **keywords)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        if not args.wait:
+            out.json({"id": handle.id, "created": handle.created}) if out.as_json else out.line(handle.id)
+            return EXIT_OK
+        try:
+            result = await runner.result(handle.id, timeout=args.timeout)
+        except TimeoutError:
+            error = f"no result within {args.timeout} s (the job is still {await handle.status()})"
+            out.json({"id": handle.id, "error": error}) if out.as_json else out.line(f"{handle.id}: {error}")
+            return EXIT_FAILED
+        except (JobFailed, JobCancelled) as exc:
+            if out.as_json:
+                out.json({"id": handle.id, "error": str(exc)})
+            else:
+                out.line(f"{handle.id}: {exc}")
+            return EXIT_FAILED
     finally:
         await runner.aclose()
     out.json({"id": handle.id, "result": result}) if out.as_json else out.line(
@@ -509,12 +544,9 @@ async def cmd_stats(args: argparse.Namespace, out: Output) -> int:
 async def cmd_cron_list(args: argparse.Namespace, out: Output) -> int:
     runner = load_runner(args.app)
     if args.store:
-        runner.configure(store=args.store)
-    schedules_fn: Callable[..., Coroutine[Any, Any, Any]] | None = getattr(runner, "schedules", None)
-    if schedules_fn is None:
-        raise UsageError("this jobrunner has no cron support")
+        configure(runner, store=args.store)
     try:
-        schedules = await schedules_fn()
+        schedules = await runner.schedules()
     finally:
         await runner.aclose()
     if out.as_json:
@@ -528,20 +560,21 @@ async def cmd_cron_list(args: argparse.Namespace, out: Output) -> int:
     if not schedules:
         out.line("no schedules")
         return EXIT_OK
-    rows = []
-    for s in schedules:
-        upcoming = getattr(s, "upcoming", None) or [getattr(s, "next_run", None)]
-        rows.append(
-            [
-                s.name,
-                s.expression,
-                getattr(s, "timezone", None) or "UTC",
-                ", ".join(_when(t) for t in upcoming[: args.count] if t is not None) or "-",
-                _when(getattr(s, "last_run", None)),
-            ]
-        )
+    rows = [
+        [s.name, s.expression, s.timezone, ", ".join(map(_when, _upcoming(s, args.count))), _when(s.last_run)]
+        for s in schedules
+    ]
     out.table(["SCHEDULE", "EXPRESSION", "TIMEZONE", "NEXT RUNS", "LAST RUN"], rows)
     return EXIT_OK
+
+
+def _upcoming(schedule: ScheduleInfo, count: int) -> list[datetime]:
+    """The schedule's next ``count`` runs (ScheduleInfo holds only the first)."""
+    cron = CronExpression(schedule.expression, schedule.timezone)
+    runs = [schedule.next_run]
+    while len(runs) < count:
+        runs.append(cron.local(cron.next_after(runs[-1].timestamp())))
+    return runs[: max(count, 1)]
 
 
 def _when(value: Any) -> str:
@@ -677,7 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = asyncio.run(args.handler(args, out))
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
-    except StoreError as exc:
+    except JobrunnerError as exc:  # StoreError, or e.g. a job purged while --wait waited for it
         _fail(str(exc), EXIT_FAILED)
     except KeyboardInterrupt:
         return 130

@@ -342,6 +342,16 @@ class Runner:
         self._declared[name] = definition
         return Job(self, definition)
 
+    def job_named(self, name: str) -> Job[..., Any]:
+        """The registered or declared job called ``name``; UnknownJob if it is neither."""
+        job = self._jobs.get(name)
+        if job is not None:
+            return job
+        definition = self._declared.get(name)
+        if definition is None:
+            raise UnknownJob(name, self._registry.names)
+        return Job(self, definition)
+
     @property
     def jobs(self) -> Mapping[str, Job[Any, Any]]:
         """Registered jobs by name, e.g. ``runner.jobs["resize"].options(delay=5)``."""

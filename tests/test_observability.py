@@ -578,14 +578,17 @@ async def test_stats_counts_by_status_and_queue_with_running_jobs_and_waits(
     assert (stats.running, stats.workers, stats.throughput) == (0, 0, 0.0)
 
     async with runner:
+        await runner.run_until_idle()  # "mail" runs and its outcome is recorded
         await waits.enqueue()
         await until(lambda: gate.waiting == 1)
-        stats = await runner.stats()
-        assert stats.running == 1 and stats.workers >= 1
-        assert stats.counts[JobStatus.RUNNING] == 1
-        gate.open()
+        try:
+            during = await runner.stats()
+        finally:
+            gate.open()  # a failed assertion must not leave shutdown waiting on the job
         await runner.run_until_idle()
         stats = await runner.stats()
+    assert during.running == 1 and during.workers >= 1
+    assert during.counts[JobStatus.RUNNING] == 1, during.counts
     assert stats.counts[JobStatus.SUCCEEDED] == 2
     assert stats.oldest_waiting_age is None  # only the delayed job waits, and it is not due
     assert stats.throughput == 2 / 60

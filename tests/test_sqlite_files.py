@@ -193,7 +193,7 @@ async def test_a_file_that_is_not_a_database_fails_at_start_up(tmp_path: Path) -
         async with runner:
             pass
     message = str(caught.value)
-    assert str(path) in message and "not an SQLite database" in message
+    assert str(path) in message and "file is not a database" in message and "point the store at" in message
     assert path.read_bytes().startswith(b"these are my notes")  # left as it was
 
 

@@ -946,7 +946,7 @@ def _hint(exc: sqlite3.Error, path: str) -> str:
             f"write the file and create {os.path.basename(path)}-wal and -shm next to it"
         ),
         sqlite3.SQLITE_CANTOPEN: f"check that {directory} exists and this process may write there",
-        sqlite3.SQLITE_NOTADB: "it is not an SQLite database; point the store at a new file",
+        sqlite3.SQLITE_NOTADB: "point the store at an SQLite database, or at a path where none exists yet",
         sqlite3.SQLITE_CORRUPT: "the database file is damaged; restore it from a backup",
         sqlite3.SQLITE_IOERR: "the operating system reported an I/O error; check the disk",
         sqlite3.SQLITE_PERM: "permission denied; check the file's owner and mode",
