@@ -61,6 +61,7 @@ class Executor:
         telemetry: Telemetry,
     ) -> None:
         self._registry = registry
+        self._definitions = registry.definitions
         self._resources = resources
         self._process = process_scope
         self._clock = clock
@@ -78,18 +79,20 @@ class Executor:
         the caller records the job as released.
         """
         spec = claimed.spec
-        definition = self._registry.get(spec.name)
+        definition = self._definitions.get(spec.name)
         if definition is None or claimed.decode_error is not None:
             return self._undeliverable(claimed, definition)
-        enter = self._telemetry.enter
+        telemetry = self._telemetry
+        enter = telemetry.enter
         if enter is None:
             ctx = self._base.copy()
             ctx.run(_current.set, job)
         else:
             # Also binds the job's log fields and starts its span, as configured.
             ctx = enter(claimed, job)
-        if self._hooks:
-            for hook in self._hooks:
+        hooks = self._hooks
+        if hooks:
+            for hook in hooks:
                 ctx.run(hook.started, job)
         try:
             if definition.is_async and not definition.injected and not self._middleware:
@@ -99,7 +102,12 @@ class Executor:
                 coro = self._attempt(definition, claimed, job)
             yielded = ctx.run(coro.send, None)
         except StopIteration as stop:
-            return self._succeeded(claimed, job, ctx, stop.value)
+            if hooks or telemetry.observing:
+                return self._succeeded(claimed, job, ctx, stop.value)
+            # _succeeded() with nothing to report, inlined: most jobs end here.
+            return _new_tuple(
+                Outcome, (spec.id, claimed.token, _SUCCEEDED, self._clock.now(), stop.value, None, None)
+            )
         except BaseException as exc:  # SystemExit from a job must not kill the pool
             return self._failed(definition, claimed, job, ctx, exc)
         job._blocked = True

@@ -103,6 +103,9 @@ class WorkerPool:
         self._intake_open = False
         self._hurry = False
         self._wake = asyncio.Event()
+        # True from a work notification until the fetcher next clears ``_wake``:
+        # further notifications (one per enqueue) have nothing to add.
+        self._poked = False
         self._idle = asyncio.Event()
         self._workers_gone = asyncio.Event()
 
@@ -126,6 +129,9 @@ class WorkerPool:
 
     def notify_work(self) -> None:
         """Work may be ready (a store notification): wake the fetcher."""
+        if self._poked:
+            return
+        self._poked = True
         self._idle.clear()
         self._wake.set()
 
@@ -289,8 +295,11 @@ class WorkerPool:
                     self._held -= 1
             if outcome is not None:
                 # Not cached in a local: flush() swaps the list while we await.
-                self._settle_buf.append(outcome)
-                if not self._settle_wake.is_set():
+                buf = self._settle_buf
+                buf.append(outcome)
+                if len(buf) == 1:
+                    # The first outcome since the settler took the last batch wakes it.
+                    # (Paths that buffer outcomes without waking it flush them themselves.)
                     self._settle_wake.set()
 
     async def _fetch(self) -> bool:
@@ -305,6 +314,7 @@ class WorkerPool:
             delay: float | None = None
             if free > 0:
                 wake.clear()
+                self._poked = False
                 # Looking again: "idle" from the last look no longer holds until this
                 # look (which may await the store) finds nothing.
                 self._idle.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar
@@ -233,6 +233,11 @@ class Registry:
     def get(self, name: str) -> JobDefinition | None:
         """The definition, or None."""
         return self._defs.get(name)
+
+    @property
+    def definitions(self) -> Mapping[str, JobDefinition]:
+        """Definitions by name: a live read-only view (the executor looks up every job here)."""
+        return self._defs
 
     @property
     def names(self) -> frozenset[str]:

@@ -553,9 +553,8 @@ class Runner:
         if not calls:
             return []
         now = self.clock.now()
-        specs = [
-            self._spec(definition, args, kwargs, options, now, trigger.value, meta) for args, kwargs in calls
-        ]
+        spec, trigger_value = self._spec, trigger.value
+        specs = [spec(definition, args, kwargs, options, now, trigger_value, meta) for args, kwargs in calls]
         return await self._store_specs(specs, options, now)
 
     async def enqueue_one(
