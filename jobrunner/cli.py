@@ -34,6 +34,7 @@ from jobrunner.models import JobRecord, JobStatus
 from jobrunner.runner import Runner
 from jobrunner.stores import store_from_url
 from jobrunner.stores.base import Store
+from jobrunner.stores.sqlite import SQLiteStore
 
 __all__ = ["main"]
 
@@ -112,8 +113,6 @@ def resolve_store(args: argparse.Namespace) -> Store:
             f"{url or app} keeps jobs in the memory of the process that runs them, out of this "
             f"command's reach; pass the URL of a durable store, e.g. --store sqlite:///var/jobs.db"
         )
-    from jobrunner.stores.sqlite import SQLiteStore
-
     if isinstance(store, SQLiteStore) and not os.path.exists(store.path):
         # Opening would create an empty database: a typo in the path must not look like "no jobs".
         raise StoreError(

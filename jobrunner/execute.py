@@ -102,12 +102,7 @@ class Executor:
                 coro = self._attempt(definition, claimed, job)
             yielded = ctx.run(coro.send, None)
         except StopIteration as stop:
-            if hooks or telemetry.observing:
-                return self._succeeded(claimed, job, ctx, stop.value)
-            # _succeeded() with nothing to report, inlined: most jobs end here.
-            return _new_tuple(
-                Outcome, (spec.id, claimed.token, _SUCCEEDED, self._clock.now(), stop.value, None, None)
-            )
+            return self._succeeded(claimed, job, ctx, stop.value)
         except BaseException as exc:  # SystemExit from a job must not kill the pool
             return self._failed(definition, claimed, job, ctx, exc)
         job._blocked = True

@@ -295,11 +295,8 @@ class WorkerPool:
                     self._held -= 1
             if outcome is not None:
                 # Not cached in a local: flush() swaps the list while we await.
-                buf = self._settle_buf
-                buf.append(outcome)
-                if len(buf) == 1:
-                    # The first outcome since the settler took the last batch wakes it.
-                    # (Paths that buffer outcomes without waking it flush them themselves.)
+                self._settle_buf.append(outcome)
+                if not self._settle_wake.is_set():
                     self._settle_wake.set()
 
     async def _fetch(self) -> bool:

@@ -380,11 +380,7 @@ class MemoryStore:
                     continue
                 keys[key] = spec.id
             run_at = spec.run_at
-            if not spec[_KWARGS] and spec[_HEADERS] is None and spec[_META] is None:
-                # _to_plain()'s common case, inlined.
-                plain = (*spec[:_KWARGS], None, *spec[_KWARGS + 1 :])
-            else:
-                plain = _to_plain(spec)
+            plain = _to_plain(spec)
             status = _SCHEDULED if run_at > now else _QUEUED
             state: _State = (
                 plain, status, 0, 0, spec.trigger, run_at, None, None, None, 0.0, False, None, None, (), next(seq),
@@ -437,17 +433,7 @@ class MemoryStore:
             lane = lanes[0] if len(lanes) == 1 else self._best(lanes)
             if lane is None:
                 break
-            fifo = lane.fifo
-            state: _State | None
-            if fifo and not lane.late:
-                # _Lane.pop()'s common case, inlined: a live head of an in-order lane.
-                state = fifo[0]
-                if jobs.get(state[SPEC][_ID]) is state:
-                    fifo.popleft()
-                else:
-                    state = lane.pop()
-            else:
-                state = lane.pop()
+            state = lane.pop()
             if state is None:
                 lanes.remove(lane)
                 continue
@@ -475,12 +461,9 @@ class MemoryStore:
                 lease, False, None, state[ERROR], state[HISTORY], state[SEQ],
             )  # fmt: skip
             running[job_id] = None
-            if plain[_KWARGS] is None and plain[_HEADERS] is None and plain[_META] is None:
-                # _from_plain()'s common case, inlined.
-                spec = _new_tuple(JobSpec, (*plain[:_KWARGS], {}, *plain[_KWARGS + 1 :]))
-            else:
-                spec = _from_plain(plain)
-            out.append(_new_tuple(ClaimedJob, (spec, attempt, token, trigger, state[RUN_AT], None)))
+            out.append(
+                _new_tuple(ClaimedJob, (_from_plain(plain), attempt, token, trigger, state[RUN_AT], None))
+            )
             if queue in room:
                 room[queue] -= 1
                 if room[queue] <= 0:
