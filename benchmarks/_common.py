@@ -12,9 +12,18 @@ from collections.abc import Sequence
 import structlog
 
 
-def quiet_logs() -> None:
-    """Benchmarks measure the runner, not a console renderer: warnings only."""
+def quiet_logs(*, merge_contextvars: bool = True) -> None:
+    """Benchmarks measure the runner, not a console renderer: warnings only.
+
+    structlog's default processors, which merge contextvars into every event;
+    ``merge_contextvars=False`` leaves that processor out.
+    """
+    structlog.reset_defaults()
+    processors = structlog.get_config()["processors"]
+    if not merge_contextvars:
+        processors = [p for p in processors if p is not structlog.contextvars.merge_contextvars]
     structlog.configure(
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING),
         cache_logger_on_first_use=True,
     )

@@ -28,7 +28,7 @@ from jobrunner.context import CancelReason, JobContext, _current
 from jobrunner.errors import JobTimeout
 from jobrunner.hooks import JobHooks, Middleware
 from jobrunner.models import ClaimedJob, ErrorInfo, Outcome, OutcomeKind
-from jobrunner.observability import Telemetry
+from jobrunner.observability import Telemetry, bind_job_id
 from jobrunner.registry import JobDefinition, Registry
 from jobrunner.resources import JobScope, ProcessScope, ResourceRegistry
 from jobrunner.retry import decide
@@ -39,6 +39,7 @@ _log = structlog.get_logger("jobrunner.worker")
 
 _SUCCEEDED = OutcomeKind.SUCCEEDED
 _new_tuple = tuple.__new__
+_set_current = _current.set  # bound once: every attempt calls it
 
 Started: TypeAlias = Outcome | Coroutine[Any, Any, Outcome | None] | None
 """What ``begin`` returns: the outcome (None: lease lost), or a coroutine to await for it."""
@@ -60,7 +61,6 @@ class Executor:
         base_context: Context,
         telemetry: Telemetry,
     ) -> None:
-        self._registry = registry
         self._definitions = registry.definitions
         self._resources = resources
         self._process = process_scope
@@ -79,17 +79,33 @@ class Executor:
         the caller records the job as released.
         """
         spec = claimed.spec
-        definition = self._definitions.get(spec.name)
+        name = spec.name
+        definition = self._definitions.get(name)
         if definition is None or claimed.decode_error is not None:
             return self._undeliverable(claimed, definition)
         telemetry = self._telemetry
-        enter = telemetry.enter
-        if enter is None:
+        templates = telemetry.templates
+        if templates is None:
             ctx = self._base.copy()
-            ctx.run(_current.set, job)
+            ctx.run(_set_current, job)
         else:
-            # Also binds the job's log fields and starts its span, as configured.
-            ctx = enter(claimed, job)
+            # The log fields: all but the job id come with a template context
+            # made once per combination; this job name's last one usually fits,
+            # and comparing four fields is cheaper than hashing a key per attempt.
+            last = templates.get(name)
+            if (
+                last is None
+                or last.queue != spec.queue
+                or last.workspace_id != spec.workspace_id
+                or last.trigger != claimed.trigger
+                or last.attempt != claimed.attempt
+            ):
+                last = telemetry.template(claimed)
+            ctx = last.context.copy()
+            ctx.run(_set_current, job)
+            ctx.run(bind_job_id, spec.id)
+        if telemetry.observing:
+            ctx.run(telemetry.started, claimed, job)
         hooks = self._hooks
         if hooks:
             for hook in hooks:

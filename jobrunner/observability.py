@@ -24,7 +24,8 @@ no spans and no meters; without ``merge_contextvars`` among structlog's
 processors (or a stdlib ``ProcessorFormatter``'s) nothing is bound; per-job
 info and debug events are skipped while those levels are off. Then a job costs
 two attribute checks more than with ``instrument=False``; binding its context
-costs one template lookup and one ContextVar set more (a few hundred ns).
+costs a template check and one ContextVar set more (about 0.35 us, 4-5% of a
+no-op job on the memory store: ``benchmarks/bench_observability.py``).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import Context, ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any
 
 import structlog
 from opentelemetry import context as otel_context
@@ -46,13 +47,13 @@ from structlog.contextvars import bind_contextvars, merge_contextvars
 
 from jobrunner import defaults
 from jobrunner.clock import Clock
-from jobrunner.context import JobContext, _current
+from jobrunner.context import JobContext
 from jobrunner.errors import Abort, JobTimeout, Retry
 from jobrunner.models import WAITING_STATUSES, ClaimedJob, Enqueued, ErrorInfo, JobSpec, OutcomeKind
 from jobrunner.retry import Decision
 from jobrunner.stores.base import Store
 
-__all__ = ["JOB_FIELDS", "Instrumentation", "Telemetry", "job_log"]
+__all__ = ["JOB_FIELDS", "Instrumentation", "LogTemplate", "Telemetry", "bind_job_id", "job_log"]
 
 job_log = structlog.get_logger("jobrunner.jobs")
 """Every per-job lifecycle event goes here, so one logger name controls them all."""
@@ -88,10 +89,28 @@ JOB_OUTCOME = "jobrunner.job.outcome"
 JOB_STATUS = "jobrunner.job.status"
 
 _TEMPLATES_MAX = 1024
-_Template: TypeAlias = tuple[str, str | None, str, int, Context]
-"""(queue, workspace_id, trigger, attempt, a context with those and the job name bound)."""
 _WAITING = sorted(WAITING_STATUSES)
 _REFRESH_EVERY = 1.0
+
+bind_job_id = _JOB_ID.set
+"""Binds the job id, the one log field every attempt has its own of (call it in the attempt's context)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogTemplate:
+    """A context with the log fields many attempts share bound, for them to copy.
+
+    A slotted class rather than a NamedTuple: the executor reads four of its
+    fields for every attempt, and slot reads are the ones the interpreter
+    specializes.
+    """
+
+    queue: str
+    workspace_id: str | None
+    trigger: str
+    attempt: int
+    context: Context
+    """Also holds the job name; the runner's base context is underneath."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +191,14 @@ def _bind_static(name: str, queue: str, workspace_id: str | None, trigger: str, 
     _JOB_NAME.set(name)
     _ATTEMPT.set(attempt)
     _QUEUE.set(queue)
-    # Ellipsis is structlog's "not bound": a job without a workspace shows none.
-    _WORKSPACE.set(workspace_id if workspace_id is not None else ...)
     _TRIGGER.set(trigger)
+    if workspace_id is not None:
+        _WORKSPACE.set(workspace_id)
+    elif _WORKSPACE.get() is not ...:
+        # The app bound a workspace around the runner: a job without one shows
+        # none (Ellipsis is structlog's "not bound"). Otherwise the variable is
+        # left out, one entry fewer for every attempt's context to copy on write.
+        _WORKSPACE.set(...)
 
 
 def _error_text(exc: BaseException) -> str:
@@ -256,9 +280,10 @@ def _instruments_for(provider: MeterProvider, runner: Telemetry) -> _Instruments
 class Telemetry:
     """One runner's logs, spans and metrics, doing only what the app configured.
 
-    The executor reads ``enter`` (None: nothing to set up per attempt) and
-    ``observing`` (False: nothing to report when an attempt succeeds); the
-    runner reads ``sending`` around enqueues. ``refresh`` recomputes them.
+    The executor reads ``templates`` (None: no log fields to bind) and
+    ``observing`` (False: nothing to report when an attempt starts or
+    succeeds); the runner reads ``sending`` around enqueues. ``refresh``
+    recomputes them.
     """
 
     def __init__(self, instrument: bool | Instrumentation, *, worker_id: str, clock: Clock) -> None:
@@ -277,8 +302,8 @@ class Telemetry:
         self._worker_id = worker_id
         self._clock = clock
 
-        self.enter: Callable[[ClaimedJob, JobContext], Context] | None = None
-        """Builds the attempt's context; None: the executor's plain copy will do."""
+        self.templates: dict[str, LogTemplate] | None = None
+        """The last ``template()`` of each job name; None: log fields are not bound."""
         self.observing = False
         """True when started/succeeded need reporting (spans, metrics or info logs)."""
         self.sending = False
@@ -294,8 +319,8 @@ class Telemetry:
         self._attrs: dict[tuple[str, str], dict[str, str]] = {}
 
         self._base = Context()
-        self._templates: dict[tuple[str, str, str | None, str, int], _Template] = {}
-        self._recent: dict[str, _Template] = {}
+        self._templates: dict[tuple[str, str, str | None, str, int], LogTemplate] = {}
+        self._recent: dict[str, LogTemplate] = {}
         self._running: Mapping[str, JobContext] | None = None
         self._is_leader: Callable[[], bool] = lambda: False
         self._depth: dict[tuple[str, str], int] = {}
@@ -327,7 +352,7 @@ class Telemetry:
         live = self._tracer is not None or self._instruments is not None
         self.observing = live or self._info
         self.sending = live or self._debug
-        self.enter = self._make_enter() if self._bind or self.observing else None
+        self.templates = self._recent if self._bind else None
 
     def start(self, base: Context, running: Mapping[str, JobContext], is_leader: Callable[[], bool]) -> None:
         """The runner started: attempts copy ``base``; gauges read ``running``."""
@@ -411,51 +436,13 @@ class Telemetry:
         return results
 
     # consuming -------------------------------------------------------------------
-    def _make_enter(self) -> Callable[[ClaimedJob, JobContext], Context]:
-        """The function that builds each attempt's context: the job, its log fields, its span.
+    def template(self, claimed: ClaimedJob) -> LogTemplate:
+        """The context with this attempt's shared log fields bound, made once per combination.
 
-        It runs for every job, so it is a closure over what it needs, made for
-        the current setup.
+        Every field but the job id is shared by many attempts: they are set once
+        here, and each attempt copies the result (O(1)). The executor tries
+        ``templates[name]`` first and calls this when it does not match.
         """
-        base, recent, remember, started = self._base, self._recent.get, self._remember, self._started
-        set_job, set_job_id = _current.set, _JOB_ID.set
-
-        def bind(claimed: ClaimedJob, job: JobContext) -> Context:
-            # Every field but the job id is shared by many jobs: those are set once
-            # in a template context, which each attempt copies (O(1)). The last
-            # template of each job name is tried first, by identity (the strings
-            # usually are the same objects): cheaper than hashing a tuple key.
-            spec = claimed.spec
-            last = recent(spec.name)
-            if (
-                last is None
-                or last[0] is not spec.queue
-                or last[1] is not spec.workspace_id
-                or last[2] is not claimed.trigger
-                or last[3] != claimed.attempt
-            ):
-                last = remember(claimed)
-            ctx = last[4].copy()
-            ctx.run(set_job, job)
-            ctx.run(set_job_id, spec.id)
-            return ctx
-
-        def bind_and_observe(claimed: ClaimedJob, job: JobContext) -> Context:
-            ctx = bind(claimed, job)
-            ctx.run(started, claimed, job)
-            return ctx
-
-        def observe(claimed: ClaimedJob, job: JobContext) -> Context:
-            ctx = base.copy()
-            ctx.run(set_job, job)
-            ctx.run(started, claimed, job)
-            return ctx
-
-        if self._bind:
-            return bind_and_observe if self.observing else bind
-        return observe
-
-    def _remember(self, claimed: ClaimedJob) -> _Template:
         spec = claimed.spec
         key = (spec.name, spec.queue, spec.workspace_id, claimed.trigger, claimed.attempt)
         entry = self._templates.get(key)
@@ -464,11 +451,12 @@ class Telemetry:
                 self._templates.clear()
             ctx = self._base.copy()
             ctx.run(_bind_static, *key)
-            entry = self._templates[key] = (*key[1:], ctx)
+            entry = self._templates[key] = LogTemplate(*key[1:], ctx)
         self._recent[spec.name] = entry
         return entry
 
-    def _started(self, claimed: ClaimedJob, job: JobContext) -> None:
+    def started(self, claimed: ClaimedJob, job: JobContext) -> None:
+        """The attempt starts (called in its context): its span, its counters, its log line."""
         spec = claimed.spec
         tracer = self._tracer
         if tracer is not None:

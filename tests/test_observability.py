@@ -28,7 +28,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 from structlog.contextvars import bind_contextvars, merge_contextvars
 from structlog.testing import capture_logs
 
-from jobrunner import JobStatus, Runner
+from jobrunner import JobStatus, Runner, current_job
 from jobrunner.maintenance import RescueDuty
 from jobrunner.models import ClaimRequest, LeaseTerms
 from jobrunner.observability import JOB_FIELDS, Instrumentation
@@ -350,6 +350,80 @@ async def test_a_jobs_own_logs_carry_its_context_and_nothing_leaks_after_it(
     assert "order" not in by_event["after"]
 
 
+async def test_a_job_without_a_workspace_hides_one_the_app_bound_around_the_runner(
+    make_runner: Callable[..., Runner],
+) -> None:
+    runner = make_runner()
+    log = structlog.get_logger("app")
+
+    @runner.job
+    async def report() -> None:
+        log.info("reporting")
+
+    async def app() -> list[dict[str, Any]]:
+        # The app's own fields, bound before the runner starts (a task: its own context).
+        bind_contextvars(workspace_id="app-ws", deployment="blue")
+        with capture_logs(processors=[merge_contextvars]) as logs:
+            await report.enqueue()
+            await runner.run_until_idle()
+            await report.options(workspace_id="ws-9").enqueue()
+            await runner.run_until_idle()
+        return logs
+
+    logs = await asyncio.create_task(app())
+    plain, scoped = (entry for entry in logs if entry["event"] == "reporting")
+    assert "workspace_id" not in plain
+    assert scoped["workspace_id"] == "ws-9"
+    # Fields the app bound that a job does not set are still there.
+    assert plain["deployment"] == scoped["deployment"] == "blue"
+
+
+async def test_each_attempt_binds_its_own_attempt_trigger_queue_and_workspace(
+    make_runner: Callable[..., Runner], clock: FakeClock
+) -> None:
+    # Attempts of one job name share bound fields through a cached context. Each
+    # step below differs from the one before in one field only, so an attempt
+    # that got the previous attempt's context would show.
+    runner = make_runner(backoff=0)
+    log = structlog.get_logger("app")
+
+    @runner.job(retries=2)
+    async def sync(fails: int) -> None:
+        log.info("syncing")
+        if current_job().attempt <= fails:
+            raise ValueError("flaky")
+
+    bulk, tenant = sync.options(queue="bulk"), sync.options(queue="bulk", workspace_id="ws-2")
+    with capture_logs(processors=[merge_contextvars]) as logs:
+        async with runner:
+            ids = []
+            for handle, fails in ((sync, 0), (bulk, 0), (tenant, 0), (tenant, 2), (sync, 3), (sync, 0)):
+                ids.append((await handle.enqueue(fails)).id)
+                await drain(runner, clock)
+            await runner.requeue(ids[4])  # dead after three attempts; now attempt 1 again
+            await drain(runner, clock)
+
+    def bound(i: int, attempt: int, queue: str, trigger: str, **workspace: str) -> dict[str, Any]:
+        fields = {"job_id": ids[i], "job_name": "sync", "attempt": attempt, "queue": queue}
+        return {**fields, **workspace, "trigger": trigger}
+
+    assert [job_context(entry) for entry in logs if entry["event"] == "syncing"] == [
+        bound(0, 1, "default", "enqueue"),
+        bound(1, 1, "bulk", "enqueue"),  # another queue
+        bound(2, 1, "bulk", "enqueue", workspace_id="ws-2"),  # a workspace
+        bound(3, 1, "bulk", "enqueue", workspace_id="ws-2"),
+        bound(3, 2, "bulk", "retry", workspace_id="ws-2"),
+        bound(3, 3, "bulk", "retry", workspace_id="ws-2"),  # another attempt
+        bound(4, 1, "default", "enqueue"),
+        bound(4, 2, "default", "retry"),
+        bound(4, 3, "default", "retry"),
+        bound(5, 1, "default", "enqueue"),
+        bound(4, 1, "default", "requeue"),  # another trigger
+        bound(4, 2, "default", "retry"),
+        bound(4, 3, "default", "retry"),
+    ]
+
+
 @pytest.fixture
 def structlog_config() -> Iterator[None]:
     saved = structlog.get_config()
@@ -538,13 +612,13 @@ async def test_with_nothing_configured_the_executor_takes_its_fast_path(
 
     async with runner:
         telemetry = runner._telemetry
-        assert (telemetry.enter, telemetry.observing, telemetry.sending) == (None, False, False)
+        assert (telemetry.templates, telemetry.observing, telemetry.sending) == (None, False, False)
         await noop.enqueue()
         await runner.run_until_idle()
         # merge_contextvars turns binding on (the next refresh sees it); still no spans.
         structlog.configure(processors=[merge_contextvars, structlog.processors.KeyValueRenderer()])
         telemetry.refresh()
-        assert telemetry.enter is not None and not telemetry.observing and not telemetry.sending
+        assert telemetry.templates is not None and not telemetry.observing and not telemetry.sending
 
 
 # --- stats and health --------------------------------------------------------------------
