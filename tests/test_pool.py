@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 from jobrunner import QueueFull, Runner
+from jobrunner.maintenance import LEADER_ROLE
 from jobrunner.testing import FakeClock
 from tests.helpers import Gate, until
 
@@ -257,8 +258,11 @@ async def test_a_job_rescued_while_still_running_here_does_not_break_the_pool(
                 raise
         return "second attempt"
 
+    handle = await slow.enqueue()  # opens the store
+    # The leader is elsewhere: were it this runner, the jump below could have it
+    # rescue the fresh attempt too, if that was claimed before the jump.
+    assert await runner.store.try_lead(LEADER_ROLE, "elsewhere", 86_400.0, clock.now())
     async with runner:
-        handle = await slow.enqueue()
         await first_started.wait()
         rescued = await runner.store.rescue_expired(runner.clock.now() + 3600)
         assert [r.id for r in rescued] == [handle.id]

@@ -178,7 +178,7 @@ async def test_a_dropped_listen_connection_is_reconnected_and_missed_work_picked
     try:
         async with runner:
             await runner.run_until_idle()
-            listener = f"jobrunner-listen {pg_store.schema}"
+            listener = f"jobrunner {pg_store.schema} listen"
             pids = [
                 row[0]
                 for row in await admin.fetch(
@@ -517,6 +517,30 @@ async def test_a_schema_newer_than_this_release_is_refused() -> None:
 def test_schema_names_are_checked() -> None:
     with pytest.raises(ValueError, match="lower-case letters"):
         PostgresStore("postgresql://x@localhost/db", schema='bad"name')
+
+
+async def test_sessions_carry_the_application_name_given_and_the_listener_says_so() -> None:
+    async with open_postgres_store(application_name="jobrunner billing-7") as store:
+        admin = await asyncpg.connect(store._dsn)
+        try:
+            rows = await admin.fetch(
+                "SELECT application_name, count(*) FROM pg_stat_activity "
+                "WHERE application_name LIKE 'jobrunner billing-7%' GROUP BY 1"
+            )
+        finally:
+            await admin.close()
+    assert dict(rows) == {"jobrunner billing-7": 1, "jobrunner billing-7 listen": 1}  # min_connections=1
+
+
+def test_application_names_postgresql_would_truncate_are_refused() -> None:
+    with pytest.raises(ValueError, match="1 to 56 characters"):
+        PostgresStore("postgresql://x@localhost/db", application_name="w" * 57)
+    with pytest.raises(ValueError, match="1 to 56 characters"):
+        PostgresStore("postgresql://x@localhost/db", application_name="")
+    assert (
+        PostgresStore("postgresql://x@localhost/db", schema="s" * 48).application_name
+        == "jobrunner " + "s" * 46
+    )
 
 
 # connection errors -------------------------------------------------------------------------------

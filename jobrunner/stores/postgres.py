@@ -694,6 +694,10 @@ class PostgresStore:
         connect_timeout: seconds to wait for the server when connecting.
         statement_cache_size: asyncpg's prepared-statement cache per connection;
             0 behind a transaction-pooling PgBouncer.
+        application_name: what this store's connections show in
+            ``pg_stat_activity`` (default ``jobrunner <schema>``); the LISTEN
+            connection adds `` listen``. Give each process its own name to tell
+            them apart, or to find a dead process's sessions.
     """
 
     durable = True
@@ -710,6 +714,7 @@ class PostgresStore:
         poll_interval: float = 5.0,
         connect_timeout: float = 10.0,
         statement_cache_size: int = 100,
+        application_name: str | None = None,
     ) -> None:
         if not isinstance(dsn, str) or not dsn:
             raise ValueError(f"PostgresStore(dsn={dsn!r}): give a URL such as postgresql://user@host/db")
@@ -723,6 +728,11 @@ class PostgresStore:
         if not poll_interval > 0:
             raise ValueError(f"PostgresStore(poll_interval={poll_interval}): must be seconds > 0")
         self.schema = _check_schema(schema)
+        # PostgreSQL truncates longer names (NAMEDATALEN); keep room for " listen".
+        name = f"jobrunner {self.schema}"[:56] if application_name is None else application_name
+        if not isinstance(name, str) or not name or len(name) > 56:
+            raise ValueError(f"PostgresStore(application_name={application_name!r}): give 1 to 56 characters")
+        self.application_name = name
         self.claim_batch = claim_batch
         self._dsn = dsn
         self._min, self._max = min_connections, max_connections
@@ -784,7 +794,7 @@ class PostgresStore:
                     max_size=self._max,
                     timeout=self._connect_timeout,
                     statement_cache_size=self._statement_cache_size,
-                    server_settings={"application_name": f"jobrunner {self.schema}"[:63]},
+                    server_settings={"application_name": self.application_name},
                     init=self._warm_up,
                     reset=_keep_session,
                 )
@@ -878,7 +888,7 @@ class PostgresStore:
         conn = await asyncpg.connect(
             self._dsn,
             timeout=self._connect_timeout,
-            server_settings={"application_name": f"jobrunner-listen {self.schema}"[:63]},
+            server_settings={"application_name": f"{self.application_name} listen"},
         )
         try:
             await conn.add_listener(self._channel, self._on_notification)

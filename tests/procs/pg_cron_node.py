@@ -69,7 +69,9 @@ def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     defaults.RESCUE_INTERVAL = 1.0  # in file-clock seconds: a dead node's jobs come back soon
     runner = Runner(
-        store=PostgresStore(args.dsn, schema=args.schema, max_connections=3),
+        store=PostgresStore(
+            args.dsn, schema=args.schema, max_connections=3, application_name=f"jobrunner {args.worker_id}"
+        ),
         clock=FileClock(args.clock),
         lease=3.0,
         worker_id=args.worker_id,

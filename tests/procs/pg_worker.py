@@ -46,7 +46,9 @@ def main() -> None:
     defaults.RESCUE_INTERVAL = 0.25
 
     runner = Runner(
-        store=PostgresStore(args.dsn, schema=args.schema, max_connections=4),
+        store=PostgresStore(
+            args.dsn, schema=args.schema, max_connections=4, application_name=f"jobrunner {args.worker_id}"
+        ),
         concurrency=args.concurrency,
         lease=args.lease,
         worker_id=args.worker_id,
