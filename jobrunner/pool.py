@@ -298,6 +298,10 @@ class WorkerPool:
                 self._settle_buf.append(outcome)
                 if not self._settle_wake.is_set():
                     self._settle_wake.set()
+            elif self._held == 0 and self._intake_open:
+                # Nothing to settle (the lease was lost), so no flush will end
+                # this busy spell: the fetcher must look again, or wait_idle hangs.
+                self._wake.set()
 
     async def _fetch(self) -> bool:
         """Claim a batch into ``_ready``; False once intake is closed."""

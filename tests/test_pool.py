@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
-from jobrunner import QueueFull, Runner
+from jobrunner import JobStatus, QueueFull, Runner
 from jobrunner.maintenance import LEADER_ROLE
 from jobrunner.testing import FakeClock
 from tests.helpers import Gate, until
@@ -271,3 +272,43 @@ async def test_a_job_rescued_while_still_running_here_does_not_break_the_pool(
         with anyio.fail_after(10):
             await stale_cancelled.wait()
     assert attempts == [1, 2]
+
+
+async def test_an_attempt_whose_lease_was_taken_elsewhere_stops_at_the_next_heartbeat(
+    make_runner: Callable[..., Runner], clock: FakeClock
+) -> None:
+    # A leader elsewhere (its clock runs ahead, say) rescues a job still running
+    # here whose cancellation was asked for, so the job ends cancelled. This
+    # runner learns of it only from its heartbeat: the attempt is stopped
+    # there, and nothing it does afterwards overwrites the job's outcome.
+    runner = make_runner(lease=6.0)  # a heartbeat every 2 s
+    started = asyncio.Event()
+    stopped = asyncio.Event()
+
+    @runner.job(timeout=None, retries=3)
+    async def slow() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # only cancellation ends it
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    handle = await slow.enqueue()  # opens the store
+    assert await runner.store.try_lead(LEADER_ROLE, "elsewhere", 86_400.0, clock.now())
+    with capture_logs() as logs:
+        async with runner:
+            await started.wait()
+            assert await runner.store.cancel(handle.id, clock.now()) is JobStatus.RUNNING  # flagged
+            rescued = await runner.store.rescue_expired(clock.now() + 3600)
+            assert [(r.id, r.status) for r in rescued] == [(handle.id, JobStatus.CANCELLED)]
+            assert not stopped.is_set()
+            with anyio.fail_after(10):
+                while not stopped.is_set():  # the heartbeat may be mid-call: step until it looks
+                    clock.advance(2.0)
+                    await asyncio.sleep(0.01)
+            await runner.run_until_idle()
+    assert [e["job_id"] for e in logs if e["event"] == "job lease lost"] == [handle.id]
+    record = await handle.record()
+    assert record.status is JobStatus.CANCELLED
+    assert record.attempts == 1
