@@ -259,11 +259,12 @@ async def test_a_job_rescued_while_still_running_here_does_not_break_the_pool(
                 raise
         return "second attempt"
 
-    handle = await slow.enqueue()  # opens the store
-    # The leader is elsewhere: were it this runner, the jump below could have it
-    # rescue the fresh attempt too, if that was claimed before the jump.
+    # The leader is elsewhere (the store fixture is open): were it this runner,
+    # the jump below could have it rescue the fresh attempt too, if that was
+    # claimed before the jump.
     assert await runner.store.try_lead(LEADER_ROLE, "elsewhere", 86_400.0, clock.now())
     async with runner:
+        handle = await slow.enqueue()
         await first_started.wait()
         rescued = await runner.store.rescue_expired(runner.clock.now() + 3600)
         assert [r.id for r in rescued] == [handle.id]
@@ -294,10 +295,12 @@ async def test_an_attempt_whose_lease_was_taken_elsewhere_stops_at_the_next_hear
             stopped.set()
             raise
 
-    handle = await slow.enqueue()  # opens the store
-    assert await runner.store.try_lead(LEADER_ROLE, "elsewhere", 86_400.0, clock.now())
+    assert await runner.store.try_lead(
+        LEADER_ROLE, "elsewhere", 86_400.0, clock.now()
+    )  # the fixture's store is open
     with capture_logs() as logs:
         async with runner:
+            handle = await slow.enqueue()
             await started.wait()
             assert await runner.store.cancel(handle.id, clock.now()) is JobStatus.RUNNING  # flagged
             rescued = await runner.store.rescue_expired(clock.now() + 3600)
