@@ -33,7 +33,7 @@ from jobrunner.errors import (
 from jobrunner.handle import JobHandle
 from jobrunner.hooks import JobHooks, Middleware
 from jobrunner.models import ErrorInfo, HistoryEntry, JobRecord, JobStatus, Trigger
-from jobrunner.observability import Instrumentation
+from jobrunner.observability import Instrumentation, JobContextFilter
 from jobrunner.registry import BoundJob, Call, Job
 from jobrunner.resources import Depends
 from jobrunner.retry import Backoff, ExponentialBackoff, FixedBackoff
@@ -60,6 +60,7 @@ __all__ = [
     "Job",
     "JobCancelled",
     "JobContext",
+    "JobContextFilter",
     "JobFailed",
     "JobHandle",
     "JobHooks",

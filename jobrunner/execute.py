@@ -20,13 +20,13 @@ from typing import Any, TypeAlias
 
 import anyio
 import anyio.to_thread
-import structlog
 
 from jobrunner._incontext import Abandoned, InContext
 from jobrunner.clock import Clock
 from jobrunner.context import CancelReason, JobContext, _current
 from jobrunner.errors import JobTimeout
 from jobrunner.hooks import JobHooks, Middleware
+from jobrunner.logs import get_logger
 from jobrunner.models import ClaimedJob, ErrorInfo, Outcome, OutcomeKind
 from jobrunner.observability import Telemetry, bind_job_id
 from jobrunner.registry import JobDefinition, Registry
@@ -35,7 +35,7 @@ from jobrunner.retry import decide
 
 __all__ = ["Executor", "Started"]
 
-_log = structlog.get_logger("jobrunner.worker")
+_log = get_logger("jobrunner.worker")
 
 _SUCCEEDED = OutcomeKind.SUCCEEDED
 _new_tuple = tuple.__new__

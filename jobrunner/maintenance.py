@@ -13,17 +13,17 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import anyio
-import structlog
 
 from jobrunner import defaults
 from jobrunner.clock import Clock
+from jobrunner.logs import get_logger
 from jobrunner.models import LeaseReport, LeaseTerms
 from jobrunner.observability import job_log
 from jobrunner.stores.base import Store
 
 __all__ = ["Duty", "Maintenance", "PruneDuty", "RescueDuty", "heartbeat_interval"]
 
-_log = structlog.get_logger("jobrunner.maintenance")
+_log = get_logger("jobrunner.maintenance")
 
 LEADER_ROLE = "maintenance"
 

@@ -48,14 +48,24 @@ from structlog.contextvars import bind_contextvars, merge_contextvars
 from jobrunner import defaults
 from jobrunner.clock import Clock
 from jobrunner.context import JobContext
+from jobrunner.context import _current as _current_job
 from jobrunner.errors import Abort, JobTimeout, Retry
+from jobrunner.logs import get_logger
 from jobrunner.models import WAITING_STATUSES, ClaimedJob, Enqueued, ErrorInfo, JobSpec, OutcomeKind
 from jobrunner.retry import Decision
 from jobrunner.stores.base import Store
 
-__all__ = ["JOB_FIELDS", "Instrumentation", "LogTemplate", "Telemetry", "bind_job_id", "job_log"]
+__all__ = [
+    "JOB_FIELDS",
+    "Instrumentation",
+    "JobContextFilter",
+    "LogTemplate",
+    "Telemetry",
+    "bind_job_id",
+    "job_log",
+]
 
-job_log = structlog.get_logger("jobrunner.jobs")
+job_log = get_logger("jobrunner.jobs")
 """Every per-job lifecycle event goes here, so one logger name controls them all."""
 
 JOB_FIELDS = ("job_id", "job_name", "attempt", "queue", "workspace_id", "trigger")
@@ -141,8 +151,13 @@ def _is_sdk(provider: object) -> bool:
 
 
 def _merges_contextvars() -> bool:
-    """True if a log call would pick up structlog's contextvars (directly or via stdlib)."""
-    if merge_contextvars in structlog.get_config().get("processors", ()):
+    """True if the app's logs would pick up structlog's contextvars (directly or via stdlib).
+
+    structlog left unconfigured counts as not merging: jobrunner's own events
+    then go to stdlib logging with their fields, and an app that does not set
+    up structlog does not read its default console output in production.
+    """
+    if structlog.is_configured() and merge_contextvars in structlog.get_config().get("processors", ()):
         return True
     for handler in logging.getLogger().handlers:
         formatter = handler.formatter
@@ -151,16 +166,6 @@ def _merges_contextvars() -> bool:
             if merge_contextvars in chain:
                 return True
     return False
-
-
-def _enabled_for(logger: Any, level: int) -> bool:
-    """Whether ``logger`` would emit at ``level`` (True when it cannot tell)."""
-    try:
-        bound = logger.bind()
-        check = getattr(bound, "is_enabled_for", None) or getattr(bound, "isEnabledFor", None)
-        return True if check is None else bool(check(level))
-    except Exception:
-        return True
 
 
 def _version() -> str | None:
@@ -347,8 +352,8 @@ class Telemetry:
             self._meter_provider = meter_provider
             self._instruments = _instruments_for(meter_provider, self) if _is_sdk(meter_provider) else None
         self._bind = _merges_contextvars()
-        self._info = _enabled_for(job_log, logging.INFO)
-        self._debug = _enabled_for(job_log, logging.DEBUG)
+        self._info = job_log.is_enabled_for(logging.INFO)
+        self._debug = job_log.is_enabled_for(logging.DEBUG)
         live = self._tracer is not None or self._instruments is not None
         self.observing = live or self._info
         self.sending = live or self._debug
@@ -532,22 +537,34 @@ class Telemetry:
         duration = self._finish(job, "retry" if retry else "dead", exc)
         fields = _fields(job)
         spec = job._claimed.spec
-        if isinstance(exc, JobTimeout):
-            job_log.warning("job timed out", **fields, timeout=spec.timeout, duration=round(duration, 6))
-        elif not isinstance(exc, Retry | Abort):
-            # Retry and Abort are the job's own requests; their reason is logged below.
-            job_log.warning("job failed", **fields, duration=round(duration, 6), exc_info=exc)
         if retry:
-            job_log.info(
-                "job retry scheduled",
+            # One line per retried attempt; the traceback goes with the final failure.
+            # A job's own ``raise Retry(...)`` is flow control, not a fault.
+            log = job_log.info if isinstance(exc, Retry) else job_log.warning
+            log(
+                "job timed out; retry scheduled"
+                if isinstance(exc, JobTimeout)
+                else "job attempt failed; retry scheduled",
                 **fields,
+                error=_error_text(exc),
                 delay=round(decision.delay, 6),
                 next_attempt=job.attempt + 1,
-                error=_error_text(exc),
+                duration=round(duration, 6),
                 **({"reason": decision.reason} if decision.reason else {}),
             )
         else:
-            job_log.error("job dead", **fields, error=_error_text(exc), reason=decision.reason)
+            # Abort is the job's own decision and a timeout has no useful
+            # traceback (it points at whatever the job was awaiting).
+            with_traceback = not isinstance(exc, Abort | Retry | JobTimeout)
+            job_log.error(
+                "job dead",
+                **fields,
+                error=_error_text(exc),
+                reason=decision.reason,
+                duration=round(duration, 6),
+                **({"timeout": spec.timeout} if isinstance(exc, JobTimeout) else {}),
+                **({"exc_info": exc} if with_traceback else {}),
+            )
         instruments = self._instruments
         if instruments is not None:
             attrs = self._attributes(spec.name, spec.queue)
@@ -621,3 +638,31 @@ class _DepthDuty:
                 for status in _WAITING
             }
         return defaults.QUEUE_DEPTH_INTERVAL
+
+
+class JobContextFilter(logging.Filter):
+    """Adds the running job's fields to stdlib log records made inside a job.
+
+    ``handler.addFilter(JobContextFilter())``: every record the handler sees
+    gets ``job_id``, ``job_name``, ``attempt``, ``queue``, ``trigger`` and
+    ``workspace_id`` attributes (None outside a job), for a format such as
+    ``"%(levelname)s %(job_name)s %(job_id)s %(message)s"``. The stdlib
+    counterpart of structlog's ``merge_contextvars``, and free until a record
+    is made.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Attach the fields; never drops a record."""
+        job = _current_job.get(None)
+        if job is None:
+            for name in JOB_FIELDS:
+                if not hasattr(record, name):
+                    setattr(record, name, None)
+            return True
+        record.job_id = job.id
+        record.job_name = job.name
+        record.attempt = job.attempt
+        record.queue = job.queue
+        record.trigger = job._claimed.trigger
+        record.workspace_id = job.workspace_id
+        return True

@@ -27,12 +27,12 @@ from contextvars import Context
 from typing import Any
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from jobrunner.clock import Clock
 from jobrunner.context import CancelReason, JobContext
 from jobrunner.execute import Executor
+from jobrunner.logs import get_logger
 from jobrunner.models import ClaimedJob, ClaimRequest, LeaseReport, LeaseTerms, Outcome, OutcomeKind
 from jobrunner.observability import job_log
 from jobrunner.stats import Throughput
@@ -40,7 +40,7 @@ from jobrunner.stores.base import Store
 
 __all__ = ["WorkerPool", "spawn_in"]
 
-_log = structlog.get_logger("jobrunner.pool")
+_log = get_logger("jobrunner.pool")
 
 # Settling that keeps failing is retried with this backoff; outcomes are kept.
 _SETTLE_RETRY_MAX = 5.0

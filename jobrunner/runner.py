@@ -23,7 +23,6 @@ from typing import Any, ParamSpec, Protocol, TypeVar, overload
 from zoneinfo import ZoneInfo
 
 import anyio
-import structlog
 from anyio.abc import TaskGroup
 
 from jobrunner import defaults
@@ -34,6 +33,7 @@ from jobrunner.errors import InvalidJobState, JobCancelled, JobFailed, JobNotFou
 from jobrunner.execute import Executor
 from jobrunner.handle import JobHandle
 from jobrunner.hooks import JobHooks, Middleware
+from jobrunner.logs import get_logger
 from jobrunner.maintenance import Duty, Maintenance, PruneDuty, RescueDuty
 from jobrunner.models import JobRecord, JobSpec, JobStatus, LeaseTerms, Trigger
 from jobrunner.observability import Instrumentation, Telemetry
@@ -63,7 +63,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
-_log = structlog.get_logger("jobrunner.runner")
+_log = get_logger("jobrunner.runner")
 _new_tuple = tuple.__new__
 _ENQUEUE = Trigger.ENQUEUE.value
 

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 
-import structlog
-
 from jobrunner.clock import Clock
 from jobrunner.cron import Schedule, utc
+from jobrunner.logs import get_logger
 from jobrunner.models import JobSpec
 from jobrunner.stores.base import Store
 
 __all__ = ["WALL_CLOCK_RECHECK", "CronScheduler"]
 
-_log = structlog.get_logger("jobrunner.cron")
+_log = get_logger("jobrunner.cron")
 
 WALL_CLOCK_RECHECK = 60.0
 """Longest sleep between looks at the wall clock."""

@@ -12,15 +12,14 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-import structlog
-
 from jobrunner import defaults
 from jobrunner.clock import Clock
+from jobrunner.logs import get_logger
 from jobrunner.models import JobStatus, StoreStats
 
 __all__ = ["Health", "LoopMonitor", "RunnerStats", "Throughput"]
 
-_log = structlog.get_logger("jobrunner.health")
+_log = get_logger("jobrunner.health")
 
 _BLOCKING_JOB = (
     "the job's handler runs blocking code on the event loop; await it, or make the handler a plain def"

@@ -8,15 +8,29 @@ test, never by sleeping.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
+import structlog
 
 from jobrunner import Runner
 from jobrunner.stores.base import Store
 from jobrunner.testing import FakeClock
 from tests.stores import STORE_KINDS, open_test_store
+
+
+@pytest.fixture(autouse=True)
+def unconfigured_structlog() -> Iterator[None]:
+    """Every test starts as an app that never configured structlog.
+
+    ``structlog.testing.capture_logs`` and ``structlog.configure`` leave structlog
+    marked configured for the rest of the process, which changes where
+    jobrunner's events go (``jobrunner.logs``); each test gets a clean slate.
+    """
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture(params=STORE_KINDS)

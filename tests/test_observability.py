@@ -31,7 +31,7 @@ from structlog.testing import capture_logs
 from jobrunner import JobStatus, Runner, current_job
 from jobrunner.maintenance import RescueDuty
 from jobrunner.models import ClaimRequest, LeaseTerms
-from jobrunner.observability import JOB_FIELDS, Instrumentation
+from jobrunner.observability import JOB_FIELDS, Instrumentation, JobContextFilter
 from jobrunner.stores.base import Store
 from jobrunner.testing import FakeClock, drain
 from tests.helpers import Gate, until, until_status
@@ -519,16 +519,13 @@ async def test_lifecycle_events_have_consistent_names_and_fields(
     assert events("bad") == [
         ("job enqueued", "debug"),
         ("job started", "info"),
-        ("job failed", "warning"),
-        ("job retry scheduled", "info"),
+        ("job attempt failed; retry scheduled", "warning"),
         ("job started", "info"),
-        ("job failed", "warning"),
         ("job dead", "error"),
     ]
     assert events("slow") == [
         ("job enqueued", "debug"),
         ("job started", "info"),
-        ("job timed out", "warning"),
         ("job dead", "error"),
     ]
     assert events("waits") == [("job enqueued", "debug"), ("job started", "info"), ("job cancelled", "info")]
@@ -537,18 +534,21 @@ async def test_lifecycle_events_have_consistent_names_and_fields(
     assert runner_events[-2:] == ["shutdown begun", "shutdown finished"]
 
     bad_logs = [e for e in logs if e.get("job_name") == "bad"]
-    failed, retry = bad_logs[2], bad_logs[3]
-    assert isinstance(failed["exc_info"], ValueError)
-    assert failed["duration"] >= 0
+    retry, dead = bad_logs[2], bad_logs[4]
+    # A retried attempt is one line without a traceback; the final failure carries it.
+    assert "exc_info" not in retry
     assert retry["delay"] == 0 and retry["next_attempt"] == 2 and retry["error"] == "ValueError: boom"
-    assert bad_logs[-1]["reason"] == "all 2 attempts failed"
+    assert retry["duration"] >= 0
+    assert isinstance(dead["exc_info"], ValueError)
+    assert dead["reason"] == "all 2 attempts failed" and dead["error"] == "ValueError: boom"
     for entry in logs:
-        if entry["event"] in ("job started", "job failed", "job dead"):
+        if entry["event"] in ("job started", "job attempt failed; retry scheduled", "job dead"):
             assert set(JOB_FIELDS) - {"workspace_id"} <= entry.keys(), entry
     succeeded = next(e for e in logs if e["event"] == "job succeeded")
     assert succeeded["duration"] >= 0
-    timed_out = next(e for e in logs if e["event"] == "job timed out")
+    timed_out = next(e for e in logs if e["event"] == "job dead" and e["job_name"] == "slow")
     assert timed_out["job_id"] == timed.id and timed_out["timeout"] == 1.0
+    assert timed_out["error"].startswith("JobTimeout: ") and "exc_info" not in timed_out
 
 
 async def test_a_recovered_lease_is_logged(store: Store, clock: FakeClock) -> None:
@@ -585,7 +585,7 @@ async def test_instrument_false_binds_nothing_but_still_logs_failures(
         await broken.enqueue()
         await drain(runner, clock)
     events = [e["event"] for e in logs if e["event"].startswith("job ")]
-    assert events == ["job failed", "job dead"]
+    assert events == ["job dead"]
     inside = next(e for e in logs if e["event"] == "inside")
     assert job_context(inside) == {}
 
@@ -706,3 +706,95 @@ async def test_a_handler_blocking_the_loop_is_named_while_it_blocks(
     (health,) = seen
     assert health.blocking_job == handle.id
     assert not health.loop_responsive and not health.ok
+
+
+# --- where jobrunner's own events go -------------------------------------------------------
+
+
+async def test_with_structlog_unconfigured_events_go_to_stdlib_logging(
+    make_runner: Callable[..., Runner], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = make_runner(retries=1, backoff=0)
+
+    @runner.job
+    async def flaky() -> None:
+        raise ValueError("boom")
+
+    caplog.set_level(logging.INFO, logger="jobrunner")
+    handle = await flaky.enqueue()
+    await drain(runner, clock)
+    records = [r for r in caplog.records if getattr(r, "fields", {}).get("job_id") == handle.id]
+    assert [(r.name, r.levelname, r.event) for r in records] == [  # type: ignore[attr-defined]
+        ("jobrunner.jobs", "INFO", "job started"),
+        ("jobrunner.jobs", "WARNING", "job attempt failed; retry scheduled"),
+        ("jobrunner.jobs", "INFO", "job started"),
+        ("jobrunner.jobs", "ERROR", "job dead"),
+    ]
+    retried, dead = records[1], records[3]
+    assert retried.exc_info is None and "error='ValueError: boom'" in retried.getMessage()
+    assert dead.exc_info is not None and dead.exc_info[0] is ValueError
+    assert f"job_id={handle.id}" in dead.getMessage()
+
+
+async def test_with_structlog_unconfigured_nothing_below_warning_is_printed(
+    make_runner: Callable[..., Runner], clock: FakeClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No logging configuration at all, as in an app that never set any up:
+    # Python's last-resort handler prints warnings and errors only.
+    runner = make_runner()
+
+    @runner.job
+    async def fine() -> None:
+        pass
+
+    async with runner:
+        for _ in range(20):
+            await fine.enqueue()
+        await drain(runner, clock)
+    out, err = capsys.readouterr()
+    assert out == "" and err == ""
+
+
+async def test_with_structlog_configured_events_go_through_structlog(
+    make_runner: Callable[..., Runner], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = make_runner()
+
+    @runner.job
+    async def fine() -> None:
+        pass
+
+    caplog.set_level(logging.DEBUG)
+    with capture_logs() as logs:
+        handle = await fine.enqueue()
+        await drain(runner, clock)
+    assert [e["event"] for e in logs if e.get("job_id") == handle.id] == [
+        "job enqueued",
+        "job started",
+        "job succeeded",
+    ]
+    assert not [r for r in caplog.records if r.name.startswith("jobrunner")]
+
+
+async def test_job_context_filter_adds_the_job_to_stdlib_records(
+    make_runner: Callable[..., Runner], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    runner = make_runner()
+    app_log = logging.getLogger("app")
+
+    @runner.job
+    async def tagged() -> None:
+        app_log.warning("inside the job")
+
+    caplog.handler.addFilter(JobContextFilter())
+    handle = await tagged.options(workspace_id="acme").enqueue()
+    await drain(runner, clock)
+    app_log.warning("outside any job")
+    inside, outside = [r for r in caplog.records if r.name == "app"]
+    assert (inside.job_id, inside.job_name, inside.attempt, inside.workspace_id) == (  # type: ignore[attr-defined]
+        handle.id,
+        "tagged",
+        1,
+        "acme",
+    )
+    assert outside.job_id is None  # type: ignore[attr-defined]

@@ -53,10 +53,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
-import structlog
 
 from jobrunner import defaults
 from jobrunner.errors import InvalidJobState, JobNotFound, StoreError
+from jobrunner.logs import get_logger
 from jobrunner.models import (
     ClaimedJob,
     ClaimRequest,
@@ -77,7 +77,7 @@ from jobrunner.models import (
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "install_schema"]
 
-_log = structlog.get_logger("jobrunner.stores.postgres")
+_log = get_logger("jobrunner.stores.postgres")
 _new_tuple = tuple.__new__
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")

@@ -32,9 +32,8 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from queue import Empty, SimpleQueue
 from typing import Any, Literal, TypeVar, cast
 
-import structlog
-
 from jobrunner.errors import InvalidJobState, JobNotFound, StoreError
+from jobrunner.logs import get_logger
 from jobrunner.models import (
     ClaimedJob,
     ClaimRequest,
@@ -55,7 +54,7 @@ from jobrunner.models import (
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
-_log = structlog.get_logger("jobrunner.stores.sqlite")
+_log = get_logger("jobrunner.stores.sqlite")
 
 T = TypeVar("T")
 
