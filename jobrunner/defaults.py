@@ -18,6 +18,8 @@ lease                  timeout + 30 s a dead worker's jobs are rescued after thi
                        with no
                        timeout)
 ``threads``            40             sync ``def`` handlers run in threads
+``max_payload``        1 MiB          a job's arguments, and its result, as JSON;
+                                      the queue is for references, not data
 leader lease           10 s           a dead leader's duties (rescue, pruning,
                                       cron) move to another runner within this
 rescue interval        5 s            how often the leader looks for expired leases
@@ -43,6 +45,7 @@ RESULT_TTL: float = 86_400.0
 LEASE_MARGIN: float = 30.0
 LEASE_WITHOUT_TIMEOUT: float = 60.0
 THREADS: int = 40
+MAX_PAYLOAD: int = 1_048_576
 CLAIM_BATCH: int = 100
 PRUNE_INTERVAL: float = 60.0
 RESCUE_INTERVAL: float = 5.0

@@ -102,11 +102,28 @@ class ErrorInfo:
             and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
         ):
             tb = tb.tb_next
+        try:
+            message = str(exc)
+        except Exception as str_failed:  # a broken __str__ must not lose the outcome
+            message = f"<str() of the exception failed: {type(str_failed).__qualname__}>"
         return cls(
-            type=type(exc).__qualname__,
-            message=str(exc),
-            traceback="".join(_tb.format_exception(type(exc), exc, tb)),
+            type=_storable(type(exc).__qualname__),
+            message=_storable(message),
+            traceback=_storable("".join(_tb.format_exception(type(exc), exc, tb))),
         )
+
+
+def _storable(text: str) -> str:
+    """``text`` as every store can hold it: lone surrogates and NUL escaped.
+
+    An exception message is arbitrary text; one that SQLite cannot encode or
+    PostgreSQL refuses would make the outcome impossible to record.
+    """
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class JobSpec(NamedTuple):

@@ -37,6 +37,7 @@ from jobrunner.logs import get_logger
 from jobrunner.maintenance import Duty, Maintenance, PruneDuty, RescueDuty
 from jobrunner.models import JobRecord, JobSpec, JobStatus, LeaseTerms, Trigger
 from jobrunner.observability import Instrumentation, Telemetry
+from jobrunner.payload import check_call
 from jobrunner.pool import WorkerPool, spawn_in
 from jobrunner.registry import (
     _UNSET,
@@ -128,6 +129,7 @@ class Runner:
         result_ttl: seconds finished jobs and their results are kept.
         lease: fixed lease length in seconds; default: each job's timeout plus 30 s.
         threads: threads for sync ``def`` handlers.
+        max_payload: largest call arguments (and result) in bytes of JSON; None: no limit.
         clock: time source; ``jobrunner.testing.FakeClock`` in tests.
         worker_id: this runner's identity in job records (default host:pid:random).
         instrument: structlog context, OpenTelemetry spans and metrics (True: the
@@ -150,6 +152,7 @@ class Runner:
         result_ttl: float = defaults.RESULT_TTL,
         lease: float | None = None,
         threads: int = defaults.THREADS,
+        max_payload: int | None = defaults.MAX_PAYLOAD,
         clock: Clock | None = None,
         worker_id: str | None = None,
         instrument: bool | Instrumentation = True,
@@ -193,6 +196,9 @@ class Runner:
             fixed=lease, margin=defaults.LEASE_MARGIN, without_timeout=defaults.LEASE_WITHOUT_TIMEOUT
         )
         self._threads = _positive_int(threads, "threads")
+        if max_payload is not None:
+            _positive_int(max_payload, "max_payload")
+        self._max_payload = max_payload
         self.clock: Clock = clock or SystemClock()
         self.worker_id = worker_id or _default_worker_id()
 
@@ -484,6 +490,7 @@ class Runner:
         call_args, call_kwargs = tuple(args), dict(kwargs or {})
         try:
             definition.check_args(call_args, call_kwargs)
+            call_args, call_kwargs = check_call(definition.name, call_args, call_kwargs, self._max_payload)
         except TypeError as exc:
             raise TypeError(
                 f"{where}: args={call_args!r}, kwargs={call_kwargs!r} do not fit: {exc}"
@@ -596,6 +603,7 @@ class Runner:
         check = definition.check_args
         if args or kwargs or not check.empty_ok:
             check(args, kwargs)
+            args, kwargs = check_call(definition.name, args, kwargs, self._max_payload)
         job_options = definition.options
         if options is DEFAULT_ENQUEUE:
             # Precomputed fields of the plain ``job.enqueue(...)`` call.
