@@ -41,6 +41,7 @@ class JobContext:
         "_deadline",
         "_deadline_mono",
         "_grace_mono",
+        "_in_thread",
         "_started_mono",
         "_task",
     )
@@ -56,6 +57,7 @@ class JobContext:
         self._cancels = 0
         self._abandoned = False
         self._blocked = False
+        self._in_thread = False
 
     @property
     def id(self) -> str:

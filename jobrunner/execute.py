@@ -18,10 +18,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from contextvars import Context
 from typing import Any, TypeAlias
 
-import anyio
-import anyio.to_thread
-
 from jobrunner._incontext import Abandoned, InContext
+from jobrunner._threads import ThreadPool
 from jobrunner.clock import Clock
 from jobrunner.context import CancelReason, JobContext, _current
 from jobrunner.errors import JobTimeout
@@ -29,9 +27,10 @@ from jobrunner.hooks import JobHooks, Middleware
 from jobrunner.logs import get_logger
 from jobrunner.models import ClaimedJob, ErrorInfo, Outcome, OutcomeKind
 from jobrunner.observability import Telemetry, bind_job_id
+from jobrunner.payload import check_result
 from jobrunner.registry import JobDefinition, Registry
 from jobrunner.resources import JobScope, ProcessScope, ResourceRegistry
-from jobrunner.retry import decide
+from jobrunner.retry import Decision, decide
 
 __all__ = ["Executor", "Started"]
 
@@ -55,7 +54,8 @@ class Executor:
         resources: ResourceRegistry,
         process_scope: ProcessScope,
         clock: Clock,
-        thread_limiter: anyio.CapacityLimiter,
+        threads: ThreadPool,
+        max_payload: int | None,
         hooks: Sequence[JobHooks],
         middleware: Sequence[Middleware],
         base_context: Context,
@@ -65,7 +65,11 @@ class Executor:
         self._resources = resources
         self._process = process_scope
         self._clock = clock
-        self._limiter = thread_limiter
+        self._threads = threads
+        self._max_payload = max_payload
+        self.arm_deadline: Callable[[JobContext, float], None] = _arm_only
+        """Set by the pool: give a job its deadline and wake the watcher (a sync
+        handler's timeout starts when its thread does)."""
         self._hooks = tuple(hooks)
         self._middleware = tuple(middleware)
         self._base = base_context
@@ -104,12 +108,14 @@ class Executor:
             ctx = last.context.copy()
             ctx.run(_set_current, job)
             ctx.run(bind_job_id, spec.id)
+        if not definition.is_async and job._deadline_mono is not None:
+            # A sync handler's timeout starts when a thread takes it, not while
+            # it waits for one (``_invoke`` arms it).
+            job._deadline_mono = job._deadline = None
         if telemetry.observing:
             ctx.run(telemetry.started, claimed, job)
-        hooks = self._hooks
-        if hooks:
-            for hook in hooks:
-                ctx.run(hook.started, job)
+        if self._hooks:
+            self._hook(ctx, "started", job)
         try:
             if definition.is_async and not definition.injected and not self._middleware:
                 # The common case needs no wrapper coroutine around the handler.
@@ -118,8 +124,8 @@ class Executor:
                 coro = self._attempt(definition, claimed, job)
             yielded = ctx.run(coro.send, None)
         except StopIteration as stop:
-            return self._succeeded(claimed, job, ctx, stop.value)
-        except BaseException as exc:  # SystemExit from a job must not kill the pool
+            return self._returned(definition, claimed, job, ctx, stop.value)
+        except BaseException as exc:  # anything a handler raises fails this attempt only
             return self._failed(definition, claimed, job, ctx, exc)
         job._blocked = True
         on_block()
@@ -135,10 +141,16 @@ class Executor:
     ) -> Outcome | None:
         try:
             result = await rest
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             reason = job._cancel_reason
             task = job._task
-            if not reason or task is None or _uncancel(task, job) > 0:
+            if not reason:
+                if task is None or task.cancelling():
+                    raise  # the worker itself is being cancelled: the runner is torn down
+                # Nobody cancelled this task: the job raised CancelledError itself
+                # (e.g. it awaited a future someone else cancelled). Its failure.
+                return self._failed(definition, claimed, job, ctx, exc)
+            if task is None or _uncancel(task, job) > 0:
                 raise
             return self._interrupted(definition, claimed, job, ctx, reason, abandoned=False)
         except Abandoned:
@@ -146,7 +158,7 @@ class Executor:
             if task is not None and _uncancel(task, job) > 0:
                 raise asyncio.CancelledError() from None
             return self._interrupted(definition, claimed, job, ctx, job._cancel_reason, abandoned=True)
-        except BaseException as exc:  # SystemExit from a job must not kill the pool
+        except BaseException as exc:  # anything a handler raises fails this attempt only
             if job._cancel_reason and job._task is not None:
                 # Cancelled, and the job turned the cancellation into another error.
                 if _uncancel(job._task, job) > 0:
@@ -156,6 +168,40 @@ class Executor:
         if job._cancels and job._task is not None:
             # The job swallowed the runner's cancellation and returned anyway.
             await _settle_cancel_count(job._task, job)
+            reason = job._cancel_reason
+            if reason == CancelReason.TIMEOUT:
+                timeout = JobTimeout(
+                    f"job {claimed.spec.name!r} attempt {claimed.attempt} timed out after "
+                    f"{claimed.spec.timeout} s, ignored its cancellation and returned; its result is discarded"
+                )
+                return self._failed(definition, claimed, job, ctx, timeout)
+            if reason == CancelReason.LEASE_LOST:
+                ctx.run(self._telemetry.lease_lost, job)
+                return None
+        return self._returned(definition, claimed, job, ctx, result)
+
+    def _returned(
+        self, definition: JobDefinition, claimed: ClaimedJob, job: JobContext, ctx: Context, result: Any
+    ) -> Outcome:
+        """The handler returned: a success, unless it overran its deadline or its result cannot be kept."""
+        deadline = job._deadline_mono
+        if deadline is not None:
+            overrun = self._clock.monotonic() - deadline
+            if overrun > 0:
+                # It blocked the event loop (or its thread ran) past the deadline, so
+                # the watcher could not stop it in time: a timeout all the same.
+                spec = claimed.spec
+                timeout = JobTimeout(
+                    f"job {spec.name!r} attempt {claimed.attempt} ran {overrun:.3f} s past its "
+                    f"{spec.timeout} s timeout before returning (it blocked the event loop, so it "
+                    f"could not be cancelled in time); its result is discarded"
+                )
+                return self._failed(definition, claimed, job, ctx, timeout)
+        if result is not None:
+            try:
+                result = check_result(claimed.spec.name, result, self._max_payload)
+            except TypeError as exc:
+                return self._failed(definition, claimed, job, ctx, exc)
         return self._succeeded(claimed, job, ctx, result)
 
     def _succeeded(self, claimed: ClaimedJob, job: JobContext, ctx: Context, result: Any) -> Outcome:
@@ -163,11 +209,18 @@ class Executor:
             ctx.run(self._telemetry.succeeded, job)
         if self._hooks:
             duration = self._clock.monotonic() - job._started_mono
-            for hook in self._hooks:
-                ctx.run(hook.succeeded, job, result, duration)
+            self._hook(ctx, "succeeded", job, result, duration)
         return _new_tuple(
             Outcome, (claimed.spec.id, claimed.token, _SUCCEEDED, self._clock.now(), result, None, None)
         )
+
+    def _hook(self, ctx: Context, event: str, *args: Any) -> None:
+        """Call every hook's ``event``; a hook that raises is logged, never fatal to the attempt."""
+        for hook in self._hooks:
+            try:
+                ctx.run(getattr(hook, event), *args)
+            except Exception:
+                _log.exception("job hook failed", hook=type(hook).__qualname__, hook_event=event)
 
     async def _attempt(self, definition: JobDefinition, claimed: ClaimedJob, job: JobContext) -> Any:
         spec = claimed.spec
@@ -196,13 +249,24 @@ class Executor:
     async def _invoke(self, definition: JobDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if definition.is_async:
             return await definition.fn(*args, **kwargs)
-        # abandon_on_cancel: a thread cannot be stopped; on timeout or shutdown the
-        # attempt ends now and the thread is left to finish on its own.
-        return await anyio.to_thread.run_sync(
-            functools.partial(definition.fn, *args, **kwargs),
-            abandon_on_cancel=True,
-            limiter=self._limiter,
-        )
+        job = _current.get()
+        timeout = job._claimed.spec.timeout
+        clock = self._clock
+        loop = asyncio.get_running_loop()
+
+        def on_start() -> None:  # in the worker thread, right before the handler
+            job._in_thread = True
+            if timeout is not None:
+                job._deadline = clock.now() + timeout
+                loop.call_soon_threadsafe(self.arm_deadline, job, clock.monotonic() + timeout)
+
+        # A thread cannot be stopped: on timeout or shutdown the attempt ends now
+        # and the thread finishes on its own, keeping its place in the bound.
+        ok, value = await self._threads.run(functools.partial(definition.fn, *args, **kwargs), on_start)
+        job._in_thread = False
+        if ok:
+            return value
+        raise value
 
     def _failed(
         self,
@@ -213,13 +277,18 @@ class Executor:
         exc: BaseException,
     ) -> Outcome:
         spec = claimed.spec
-        decision = decide(claimed.attempt, spec.max_attempts, exc, definition.options.backoff)
+        try:
+            decision = decide(claimed.attempt, spec.max_attempts, exc, definition.options.backoff)
+        except Exception as policy_error:  # a user's backoff function must not lose the outcome
+            decision = Decision(
+                OutcomeKind.DEAD,
+                reason=f"the retry policy raised {type(policy_error).__qualname__}: {policy_error}",
+            )
         now = self._clock.now()
         ctx.run(self._telemetry.failed, job, exc, decision)
         if self._hooks:
             duration = self._clock.monotonic() - job._started_mono
-            for hook in self._hooks:
-                ctx.run(hook.failed, job, exc, decision, duration)
+            self._hook(ctx, "failed", job, exc, decision, duration)
         error = ErrorInfo.from_exception(exc)
         if decision.kind is OutcomeKind.RETRY:
             return Outcome(spec.id, claimed.token, OutcomeKind.RETRY, now, None, error, now + decision.delay)
@@ -238,8 +307,8 @@ class Executor:
         if abandoned:
             why = _ABANDON_WHY.get(reason, "cancelled")
             ctx.run(self._telemetry.abandoned, job, why)
-            for hook in self._hooks:
-                ctx.run(hook.abandoned, job, why)
+            if self._hooks:
+                self._hook(ctx, "abandoned", job, why)
         if reason == CancelReason.TIMEOUT:
             message = f"job {spec.name!r} attempt {claimed.attempt} timed out after {spec.timeout} s"
             if abandoned:
@@ -249,14 +318,20 @@ class Executor:
         now = self._clock.now()
         if reason == CancelReason.USER:
             ctx.run(self._telemetry.cancelled, job)
-            for hook in self._hooks:
-                ctx.run(hook.cancelled, job, duration)
+            if self._hooks:
+                self._hook(ctx, "cancelled", job, duration)
             error = ErrorInfo("JobCancelled", "cancelled while running")
             return Outcome(spec.id, claimed.token, OutcomeKind.CANCELLED, now, None, error)
         if reason == CancelReason.SHUTDOWN:
+            if job._in_thread:
+                # Its thread still runs the handler: releasing the job would let
+                # another worker run it at the same time. It keeps its lease, and
+                # is rescued (as a retry) once the lease expires after this stops.
+                ctx.run(self._telemetry.left_running, job)
+                return None
             ctx.run(self._telemetry.released, job)
-            for hook in self._hooks:
-                ctx.run(hook.released, job, duration)
+            if self._hooks:
+                self._hook(ctx, "released", job, duration)
             return Outcome(spec.id, claimed.token, OutcomeKind.RELEASED, now)
         ctx.run(self._telemetry.lease_lost, job)
         return None  # LEASE_LOST: another worker owns the job now
@@ -269,6 +344,10 @@ class Executor:
             error = ErrorInfo("UnknownJob", f"no handler named {spec.name!r} in this runner")
         self._telemetry.undeliverable(claimed, error)
         return Outcome(spec.id, claimed.token, OutcomeKind.DEAD, self._clock.now(), None, error)
+
+
+def _arm_only(job: JobContext, deadline: float) -> None:
+    job._deadline_mono = deadline
 
 
 _ABANDON_WHY = {

@@ -585,6 +585,17 @@ class Telemetry:
         duration = self._finish(job, "released")
         job_log.info("job released", **_fields(job), duration=round(duration, 6))
 
+    def left_running(self, job: JobContext) -> None:
+        """Shutdown cancelled a sync attempt whose thread still runs: the job keeps its lease."""
+        duration = self._finish(job, "left_running")
+        job_log.warning(
+            "job left running at shutdown",
+            **_fields(job),
+            duration=round(duration, 6),
+            hint="its thread cannot be stopped; the job is not released to other workers while it may "
+            "still run here, and is retried once its lease expires",
+        )
+
     def lease_lost(self, job: JobContext) -> None:
         """Another worker owns the job now; this attempt's outcome is not recorded."""
         self._finish(job, "lease_lost")

@@ -120,7 +120,7 @@ class _Walk:
             "date": "; pass an ISO string",
             "Decimal": "; pass a str or a float",
             "UUID": "; pass str(uuid)",
-        }.get(kind.__name__, "; pass plain data, e.g. an id the job looks up")
+        }.get(kind.__name__, "; use plain data (an id, a dict of fields)")
         raise _Refused(path, f"{kind.__name__} is not JSON{hint}")
 
     def _enter(self, path: str) -> None:
@@ -213,7 +213,7 @@ def check_result(job: str, value: Any, limit: int | None) -> Any:
     except _Refused as refused:
         where = "" if refused.path == "the result" else f" ({refused.path.removeprefix('the result')})"
         raise TypeError(
-            f"job {job!r} returned a {type(value).__name__} that cannot be stored as JSON{where}: "
+            f"job {job!r} returned a value of type {type(value).__name__} that cannot be stored as JSON{where}: "
             f"{refused.why}. Return {_ACCEPTED}."
         ) from None
     if limit is not None and walk.bound > limit:

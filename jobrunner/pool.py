@@ -117,6 +117,7 @@ class WorkerPool:
         self._watch_until = math.inf
         self._orphans: set[JobContext] = set()
         self._watch_wake = asyncio.Event()
+        executor.arm_deadline = self.arm_deadline
 
     # lifecycle ---------------------------------------------------------------
     def start(self, tg: TaskGroup) -> None:
@@ -425,6 +426,12 @@ class WorkerPool:
         job._task.cancel()
         job._grace_mono = self._clock.monotonic() + self._cancel_grace
         if job._grace_mono < self._watch_until:
+            self._watch_wake.set()
+
+    def arm_deadline(self, job: JobContext, deadline: float) -> None:
+        """Give a running job its deadline now (a sync handler's, when its thread starts)."""
+        job._deadline_mono = deadline
+        if deadline < self._watch_until:
             self._watch_wake.set()
 
     async def _watch_deadlines(self) -> None:

@@ -27,6 +27,7 @@ from anyio.abc import TaskGroup
 
 from jobrunner import defaults
 from jobrunner._ids import IdFactory
+from jobrunner._threads import ThreadPool
 from jobrunner.clock import Clock, SystemClock
 from jobrunner.cron import CronExpression, MissedPolicy, Schedule, ScheduleInfo
 from jobrunner.errors import InvalidJobState, JobCancelled, JobFailed, JobNotFound, QueueFull, UnknownJob
@@ -821,12 +822,15 @@ class Runner:
             process_scope = ProcessScope(self._resources, base)
             stack.push_async_callback(_shielded, process_scope.aclose)
             tg = await stack.enter_async_context(anyio.create_task_group())
+            threads = ThreadPool(self._threads)
+            stack.callback(threads.close)
             executor = Executor(
                 registry=self._registry,
                 resources=self._resources,
                 process_scope=process_scope,
                 clock=self.clock,
-                thread_limiter=anyio.CapacityLimiter(self._threads),
+                threads=threads,
+                max_payload=self._max_payload,
                 hooks=self._hooks,
                 middleware=self._middleware,
                 base_context=base,

@@ -16,6 +16,7 @@ LAYERS = {
     "defaults": 0,
     "_ids": 0,
     "_incontext": 0,
+    "_threads": 0,
     "payload": 0,
     "logs": 0,
     "retry": 1,

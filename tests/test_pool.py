@@ -142,9 +142,9 @@ async def test_sync_handlers_respect_the_thread_limit(make_runner: Callable[...,
     async with runner:
         await blocking.enqueue_many([()] * 6)
         assert runner._pool is not None
-        limiter = runner._pool._executor._limiter
-        # Two in threads, the other four queued on the limiter, not in threads.
-        await until(lambda: inside == 2 and limiter.statistics().tasks_waiting == 4)
+        threads = runner._pool._executor._threads
+        # Two in threads, the other four waiting for one, not in threads.
+        await until(lambda: inside == 2 and threads.waiting == 4)
         assert inside == 2
         release.set()
         await runner.run_until_idle()

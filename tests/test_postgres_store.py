@@ -17,7 +17,7 @@ import anyio
 import asyncpg
 import pytest
 
-from jobrunner import Call, JobFailed, JobStatus, Runner, StoreError
+from jobrunner import Call, JobStatus, Runner, StoreError
 from jobrunner.models import ClaimRequest, JobSpec, LeaseTerms, Outcome, OutcomeKind, Trigger
 from jobrunner.stores.postgres import SCHEMA_VERSION, PostgresStore, install_schema, redact_dsn
 from jobrunner.testing import FakeClock
@@ -265,24 +265,6 @@ async def test_arguments_that_are_not_json_raise_typeerror_naming_job_and_argume
     with pytest.raises(TypeError, match="argument 'attachment'"):
         await send.enqueue_many([Call("ok"), Call("bad", attachment=b"bytes")])
     assert await pg_store.list_jobs() == []
-
-
-async def test_a_result_that_is_not_json_succeeds_with_result_error(pg_store: PostgresStore) -> None:
-    runner = Runner(store=pg_store, clock=FakeClock())
-
-    @runner.job
-    async def make() -> object:
-        return object()
-
-    handle = await make.enqueue()
-    await runner.run_until_idle()
-    record = await handle.record()
-    assert record.status is JobStatus.SUCCEEDED
-    assert record.result is None
-    assert record.result_error is not None and "cannot be stored as JSON" in record.result_error
-    with pytest.raises(JobFailed) as failed:
-        await handle.result(timeout=10)
-    assert isinstance(failed.value.__cause__, TypeError)
 
 
 async def test_a_payload_that_cannot_be_decoded_goes_dead_and_the_runner_goes_on(

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from structlog.testing import capture_logs
 
 from jobrunner import InvalidJobState, JobFailed, JobStatus, Runner, StoreError, current_job
 from jobrunner.models import ClaimRequest, JobSpec, LeaseTerms, Outcome, OutcomeKind, Trigger
@@ -134,29 +133,6 @@ async def test_arguments_json_cannot_hold_raise_type_error_naming_job_and_argume
             await draw.enqueue_many([(1,), (2,), (3, Point())])
         assert await store.count_pending() == 0
         assert await store.list_jobs() == []
-
-
-async def test_a_result_json_cannot_hold_succeeds_with_result_error_and_is_logged(tmp_path: Path) -> None:
-    async with open_sqlite_store(tmp_path) as store:
-        clock = FakeClock()
-        runner = Runner(store=store, clock=clock)
-
-        @runner.job
-        async def make() -> object:
-            return object()
-
-        handle = await make.enqueue()
-        with capture_logs() as logs:
-            await drain(runner, clock)
-        record = await handle.record()
-        assert record.status is JobStatus.SUCCEEDED
-        assert record.result is None
-        assert record.result_error is not None and "cannot be stored as JSON" in record.result_error
-        with pytest.raises(JobFailed) as failed:
-            await handle.result()
-        assert isinstance(failed.value.__cause__, TypeError)
-        warnings = [e for e in logs if e["event"] == "job result not stored"]
-        assert [(e["job_id"], e["log_level"]) for e in warnings] == [(handle.id, "warning")]
 
 
 async def test_a_row_whose_payload_cannot_be_decoded_is_dead_lettered_and_the_runner_goes_on(
