@@ -35,7 +35,7 @@ from jobrunner.hooks import JobHooks, Middleware
 from jobrunner.models import ErrorInfo, HistoryEntry, JobRecord, JobStatus, Trigger
 from jobrunner.observability import Instrumentation, JobContextFilter
 from jobrunner.registry import BoundJob, Call, Job
-from jobrunner.resources import Depends
+from jobrunner.resources import Resource, WithResources, uses
 from jobrunner.retry import Backoff, ExponentialBackoff, FixedBackoff
 from jobrunner.runner import Runner
 from jobrunner.stats import Health, RunnerStats
@@ -49,7 +49,6 @@ __all__ = [
     "BoundJob",
     "Call",
     "Clock",
-    "Depends",
     "ErrorInfo",
     "ExponentialBackoff",
     "FixedBackoff",
@@ -72,6 +71,7 @@ __all__ = [
     "MemoryStore",
     "Middleware",
     "QueueFull",
+    "Resource",
     "ResourceError",
     "Retry",
     "Runner",
@@ -84,7 +84,9 @@ __all__ = [
     "SystemClock",
     "Trigger",
     "UnknownJob",
+    "WithResources",
     "current_job",
+    "uses",
 ]
 
 __version__ = "0.1.0"

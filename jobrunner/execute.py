@@ -228,8 +228,9 @@ class Executor:
             return await self._call(definition, spec.args, spec.kwargs, job)
         scope = JobScope(self._resources, self._process)
         try:
-            injected = await scope.resolve(definition.injected, f"job {definition.name!r}")
-            return await self._call(definition, spec.args, {**spec.kwargs, **injected}, job)
+            # Resolved here, on the loop, also for a sync handler: its thread gets values.
+            injected = await scope.resolve(definition.injected)
+            return await self._call(definition, (*injected, *spec.args), spec.kwargs, job)
         finally:
             try:
                 await scope.aclose()

@@ -12,7 +12,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from jobrunner import defaults
 from jobrunner.handle import JobHandle
-from jobrunner.resources import Factory, injected_parameters
+from jobrunner.resources import Resource, WithResources
 from jobrunner.retry import Backoff, BackoffLike, ExponentialBackoff, as_backoff
 
 __all__ = [
@@ -191,7 +191,13 @@ class JobDefinition:
 
     __slots__ = ("check_args", "fn", "injected", "is_async", "name", "options", "plain")
 
-    def __init__(self, name: str, fn: Callable[..., Any], options: JobOptions) -> None:
+    def __init__(
+        self, name: str, fn: Callable[..., Any] | WithResources[Any, Any], options: JobOptions
+    ) -> None:
+        resources: tuple[Resource[Any], ...] = ()
+        if isinstance(fn, WithResources):
+            resources = fn.resources
+            fn = fn.fn
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
             raise ValueError(f"job {name!r}: a generator function cannot be a job handler")
         if not callable(fn):
@@ -204,10 +210,12 @@ class JobDefinition:
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
         )
-        self.injected: tuple[tuple[str, Factory], ...] = injected_parameters(fn)
+        self.injected = resources
+        """Resources passed as the handler's leading arguments (``@uses``), in order."""
         sig = inspect.signature(fn)
-        injected = {n for n, _ in self.injected}
-        public = sig.replace(parameters=[p for p in sig.parameters.values() if p.name not in injected])
+        # The enqueued arguments are what follows the resources (``@uses`` checked
+        # that the leading parameters exist).
+        public = sig.replace(parameters=list(sig.parameters.values())[len(resources) :])
         self.check_args = _ArgCheck(name, public)
 
 
@@ -340,8 +348,21 @@ class Job(BoundJob[P, R]):
         return self._definition
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
-        """Call the handler directly, bypassing the runner (handy in unit tests)."""
-        return self._definition.fn(*args, **kwargs)
+        """Call the handler directly, bypassing the runner (handy in unit tests).
+
+        TypeError for a job that uses resources, as nothing here would supply them:
+        call ``job.__wrapped__(resources..., *args)``, or run it through the runner
+        with ``jobrunner.testing.override`` for the resources.
+        """
+        definition = self._definition
+        if definition.injected:
+            names = ", ".join(r.name for r in definition.injected)
+            raise TypeError(
+                f"job {definition.name!r} uses resources ({names}) that a direct call cannot "
+                f"supply; call {definition.name}.__wrapped__ with them first, or enqueue it "
+                f"and substitute them with jobrunner.testing.override"
+            )
+        return definition.fn(*args, **kwargs)
 
     def call(self, *args: P.args, **kwargs: P.kwargs) -> Call[P]:
         """A typed call for ``enqueue_many``."""

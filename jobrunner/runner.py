@@ -17,7 +17,7 @@ import secrets
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack, nullcontext
 from typing import Any, ParamSpec, Protocol, TypeVar, overload
 from zoneinfo import ZoneInfo
@@ -52,7 +52,7 @@ from jobrunner.registry import (
     check_timeout,
     make_options,
 )
-from jobrunner.resources import ProcessScope, ResourceRegistry, Scope
+from jobrunner.resources import ProcessScope, Resource, ResourceRegistry, Scope, WithResources
 from jobrunner.retry import BackoffLike, ExponentialBackoff, as_backoff
 from jobrunner.scheduler import CronScheduler
 from jobrunner.stats import Health, LoopMonitor, RunnerStats, Throughput
@@ -63,7 +63,7 @@ __all__ = ["Runner"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
-F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
 
 _log = get_logger("jobrunner.runner")
 _new_tuple = tuple.__new__
@@ -71,6 +71,12 @@ _ENQUEUE = Trigger.ENQUEUE.value
 
 
 class _JobDecorator(Protocol):
+    @overload
+    def __call__(self, fn: WithResources[P, Coroutine[Any, Any, R]], /) -> Job[P, R]: ...
+
+    @overload
+    def __call__(self, fn: WithResources[P, R], /) -> Job[P, R]: ...
+
     @overload
     def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Job[P, R]: ...
 
@@ -83,10 +89,24 @@ class _CronDecorator(Protocol):
     def __call__(self, fn: Job[P, R], /) -> Job[P, R]: ...
 
     @overload
+    def __call__(self, fn: WithResources[P, Coroutine[Any, Any, R]], /) -> Job[P, R]: ...
+
+    @overload
+    def __call__(self, fn: WithResources[P, R], /) -> Job[P, R]: ...
+
+    @overload
     def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Job[P, R]: ...
 
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Job[P, R]: ...
+
+
+class _ResourceDecorator(Protocol):
+    @overload
+    def __call__(self, fn: WithResources[[], AsyncIterator[T]], /) -> Resource[T]: ...
+
+    @overload
+    def __call__(self, fn: Callable[[], AsyncIterator[T]], /) -> Resource[T]: ...
 
 
 def _default_worker_id() -> str:
@@ -254,6 +274,12 @@ class Runner:
 
     # registration ------------------------------------------------------------
     @overload
+    def job(self, fn: WithResources[P, Coroutine[Any, Any, R]], /) -> Job[P, R]: ...
+
+    @overload
+    def job(self, fn: WithResources[P, R], /) -> Job[P, R]: ...
+
+    @overload
     def job(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Job[P, R]: ...
 
     @overload
@@ -273,7 +299,7 @@ class Runner:
 
     def job(
         self,
-        fn: Callable[..., Any] | None = None,
+        fn: Callable[..., Any] | WithResources[Any, Any] | None = None,
         *,
         name: str | None = None,
         queue: str | None = None,
@@ -285,12 +311,14 @@ class Runner:
         """Register a job handler: ``@runner.job`` or ``@runner.job(queue=..., retries=...)``.
 
         ``async def`` handlers run on the event loop; plain ``def`` ones in a thread.
+        Above ``@uses(...)``, the handler gets those resources as its first arguments
+        and the job's arguments are the parameters after them.
         Options: ``name`` (default: the function's name), ``queue``, ``priority``
         (lower runs first), ``timeout`` (seconds, None for none), ``retries`` (extra
         attempts), ``backoff`` (seconds, a function of the attempt, or a policy).
         """
 
-        def register(fn: Callable[..., Any]) -> Job[Any, Any]:
+        def register(fn: Callable[..., Any] | WithResources[Any, Any]) -> Job[Any, Any]:
             job_name = name or getattr(fn, "__name__", None)
             if not job_name:
                 raise ValueError(f"@runner.job: {fn!r} has no __name__; pass name=")
@@ -305,6 +333,7 @@ class Runner:
                 where=where,
             )
             definition = JobDefinition(job_name, fn, options)
+            self._resources.check(definition.injected, f"job {job_name!r}", shared=False)
             if job_name in self._declared:
                 raise ValueError(f"{where}: {job_name!r} is already declared as a remote job")
             self._registry.add(definition)
@@ -365,21 +394,25 @@ class Runner:
         return self._jobs
 
     @overload
-    def resource(self, fn: F, /) -> F: ...
+    def resource(self, fn: WithResources[[], AsyncIterator[T]], /) -> Resource[T]: ...
 
     @overload
-    def resource(self, *, scope: Scope = "process") -> Callable[[F], F]: ...
+    def resource(self, fn: Callable[[], AsyncIterator[T]], /) -> Resource[T]: ...
+
+    @overload
+    def resource(self, *, scope: Scope = "process") -> _ResourceDecorator: ...
 
     def resource(self, fn: Any = None, *, scope: Scope = "process") -> Any:
-        """Register an async generator as a resource; use it with ``Depends(fn)``.
+        """Register an async generator function as a resource; returns its ``Resource[T]``.
 
-        ``scope="process"`` (default): created once, disposed when the runner stops.
-        ``scope="job"``: created per attempt on first use, disposed when it ends.
+        Jobs and other resources receive it through ``@uses(resource)``.
+        ``scope="process"`` (default): created once, on first use, disposed when
+        the runner stops. ``scope="job"``: created per attempt on first use,
+        disposed when the attempt ends, however it ends.
         """
 
-        def register(fn: F) -> F:
-            self._resources.add(fn, scope)
-            return fn
+        def register(fn: Callable[..., Any] | WithResources[Any, Any]) -> Resource[Any]:
+            return self._resources.add(fn, scope)
 
         if fn is not None:
             return register(fn)
@@ -812,8 +845,6 @@ class Runner:
     async def __aenter__(self) -> Runner:
         if self._stack is not None:
             raise RuntimeError("this runner is already running; enter it once")
-        for definition in self._registry:
-            self._resources.validate(definition.injected, f"job {definition.name!r}")
         await self._open_store()
         stack = AsyncExitStack()
         await stack.__aenter__()

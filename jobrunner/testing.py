@@ -1,10 +1,11 @@
-"""Helpers for testing code that uses jobrunner: a fake clock, and running jobs
-to completion deterministically.
+"""Helpers for testing code that uses jobrunner: a fake clock, running jobs to
+completion deterministically, and fakes in place of resources.
 
     clock = FakeClock()
     runner = Runner(clock=clock)
     ...
-    await drain(runner, clock)   # runs every job, jumping the clock over delays
+    with override(http_client, FakeClient()):   # jobs get the fake, typed as the real one
+        await drain(runner, clock)   # runs every job, jumping the clock over delays
 """
 
 from __future__ import annotations
@@ -12,11 +13,17 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
+from typing import TypeVar
 
+from jobrunner.resources import Resource, substitute
 from jobrunner.runner import Runner
 
-__all__ = ["FakeClock", "drain"]
+__all__ = ["FakeClock", "drain", "override"]
+
+T = TypeVar("T")
 
 
 class FakeClock:
@@ -102,3 +109,23 @@ async def drain(runner: Runner, clock: FakeClock, *, max_seconds: float = 86_400
             return
         spent += step
         clock.advance(step)
+
+
+@contextmanager
+def override(resource: Resource[T], value: T) -> Iterator[T]:
+    """Within the block, every job (and resource) that uses ``resource`` gets ``value``.
+
+    ``value`` must be of the resource's type (mypy checks it); a fake that is not
+    a subclass can implement a ``Protocol`` the resource is typed with. The real
+    resource is not created, nor what only it uses; ``value`` is not disposed
+    (the test owns it). Blocks nest; leaving one restores what was there.
+
+    Enter it before the runner starts (around ``async with runner``, ``drain``
+    or ``run_until_idle``): while the runner runs it raises ResourceError, since
+    a process-scoped resource may already exist.
+    """
+    lift = substitute(resource, value)
+    try:
+        yield value
+    finally:
+        lift()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from jobrunner import Depends, JobStatus, ResourceError, Runner, current_job
-from jobrunner.testing import FakeClock, drain
+from jobrunner import JobStatus, ResourceError, Runner, current_job, uses
+from jobrunner.testing import FakeClock, drain, override
 from tests.helpers import Gate, until, until_status
 
 
@@ -33,7 +34,8 @@ async def test_a_process_resource_is_created_once_and_disposed_at_shutdown(
         events.append("close")
 
     @runner.job
-    async def fetch(n: int, client: Client = Depends(http)) -> str:
+    @uses(http)
+    async def fetch(client: Client, n: int) -> str:
         assert not client.closed
         return f"{client.name}-{n}"
 
@@ -59,7 +61,8 @@ async def test_a_job_resource_is_made_per_attempt_and_disposed_after_it(
         events.append(f"close {job_id}")
 
     @runner.job
-    async def use(s: str = Depends(session)) -> str:
+    @uses(session)
+    async def use(s: str) -> str:
         events.append(f"use {current_job().id}")
         return s
 
@@ -95,7 +98,8 @@ async def test_job_resources_are_disposed_however_the_attempt_ends(
             closed.append(current_job().id)
 
     @runner.job(timeout=5.0, retries=0)
-    async def work(mode: str, path: str = Depends(tmpdir)) -> None:
+    @uses(tmpdir)
+    async def work(path: str, mode: str) -> None:
         if mode == "failure":
             raise RuntimeError("boom")
         if mode in ("timeout", "cancel", "shutdown"):
@@ -136,13 +140,15 @@ async def test_resources_are_disposed_in_reverse_order_of_creation(
         events.append("close first")
 
     @runner.resource(scope="job")
-    async def second(a: str = Depends(first)) -> AsyncIterator[str]:
+    @uses(first)
+    async def second(a: str) -> AsyncIterator[str]:
         events.append("open second")
         yield a + "2"
         events.append("close second")
 
     @runner.job
-    async def both(x: str = Depends(second), y: str = Depends(first)) -> str:
+    @uses(second, first)
+    async def both(x: str, y: str) -> str:
         return x + y
 
     handle = await both.enqueue()
@@ -161,11 +167,13 @@ async def test_job_resources_can_use_process_resources(make_runner: Callable[...
         yield "pool"
 
     @runner.resource(scope="job")
-    async def conn(p: str = Depends(pool)) -> AsyncIterator[str]:
+    @uses(pool)
+    async def conn(p: str) -> AsyncIterator[str]:
         yield f"conn-from-{p}"
 
     @runner.job
-    async def query(c: str = Depends(conn)) -> str:
+    @uses(conn)
+    async def query(c: str) -> str:
         return c
 
     handles = await query.enqueue_many([(), ()])
@@ -189,7 +197,8 @@ async def test_a_failing_resource_fails_the_attempt_naming_the_resource(
         yield "db"
 
     @runner.job(retries=1)
-    async def query(db: str = Depends(flaky_db)) -> str:
+    @uses(flaky_db)
+    async def query(db: str) -> str:
         return db
 
     handle = await query.enqueue()
@@ -212,7 +221,8 @@ async def test_the_resource_error_message_names_it(
         yield "never"  # pragma: no cover
 
     @runner.job(retries=0)
-    async def query(db: str = Depends(broken)) -> None:
+    @uses(broken)
+    async def query(db: str) -> None:
         pass
 
     handle = await query.enqueue()
@@ -231,7 +241,8 @@ async def test_injected_parameters_are_not_enqueued_arguments(make_runner: Calla
         yield "client"
 
     @runner.job
-    async def fetch(url: str, client: str = Depends(http)) -> str:
+    @uses(http)
+    async def fetch(client: str, url: str) -> str:
         return f"{client}:{url}"
 
     handle = await fetch.enqueue("https://x")
@@ -242,40 +253,89 @@ async def test_injected_parameters_are_not_enqueued_arguments(make_runner: Calla
         await fetch.enqueue("https://x", "not-a-client")  # type: ignore[call-arg]
 
 
-async def test_an_unregistered_dependency_is_reported_when_the_runner_starts(
-    make_runner: Callable[..., Runner],
-) -> None:
-    runner = make_runner()
-
+def test_a_resource_that_is_not_registered_is_reported_naming_who_uses_it() -> None:
     async def not_registered() -> AsyncIterator[str]:
         yield "x"
 
-    @runner.job
-    async def uses(x: str = Depends(not_registered)) -> None:
+    async def handler(x: str) -> None:
         pass
 
-    with pytest.raises(ResourceError, match=r"not_registered.*@runner.resource"):
-        async with runner:
+    with pytest.raises(
+        ResourceError,
+        match=r"handler' uses '.*not_registered', which is not a registered resource; decorate it with @runner.resource",
+    ):
+        uses(not_registered)(handler)  # type: ignore[call-overload]
+
+
+def test_a_resource_of_another_runner_is_reported_when_the_job_is_registered() -> None:
+    other, runner = Runner(), Runner()
+
+    @other.resource
+    async def elsewhere() -> AsyncIterator[str]:
+        yield "x"
+
+    with pytest.raises(ResourceError, match=r"job 'needs_it' uses resource .*elsewhere.*another runner"):
+
+        @runner.job
+        @uses(elsewhere)
+        async def needs_it(x: str) -> None:
             pass
 
 
-def test_a_process_resource_cannot_depend_on_a_job_resource() -> None:
+def test_a_process_resource_cannot_use_a_job_resource() -> None:
     runner = Runner()
 
     @runner.resource(scope="job")
     async def per_job() -> AsyncIterator[str]:
         yield "j"
 
-    @runner.resource
-    async def shared(x: str = Depends(per_job)) -> AsyncIterator[str]:
-        yield x
+    with pytest.raises(
+        ResourceError, match=r"cannot hold a per-job one; make it @runner.resource\(scope='job'\)"
+    ):
 
-    @runner.job
-    async def uses(s: str = Depends(shared)) -> None:
+        @runner.resource
+        @uses(per_job)
+        async def shared(x: str) -> AsyncIterator[str]:
+            yield x
+
+
+def test_a_job_needs_a_leading_parameter_for_each_resource() -> None:
+    runner = Runner()
+
+    @runner.resource
+    async def http() -> AsyncIterator[str]:
+        yield "client"
+
+    async def fetch(*, url: str) -> None:
         pass
 
-    with pytest.raises(ResourceError, match="cannot hold a per-job one"):
-        asyncio.run(runner.run_until_idle())
+    with pytest.raises(ValueError, match=r"fetch' uses 1 resource.*first 1 positional"):
+        uses(http)(fetch)  # type: ignore[arg-type]
+
+
+def test_uses_above_runner_job_is_refused_as_the_job_is_registered_already() -> None:
+    runner = Runner()
+
+    @runner.resource
+    async def http() -> AsyncIterator[str]:
+        yield "client"
+
+    with pytest.raises(ValueError, match=r"already a job; put @uses\(...\) below @runner.job"):
+
+        @uses(http)
+        @runner.job
+        async def fetch(client: str, url: str) -> None:
+            pass
+
+
+def test_a_resource_takes_no_parameters_but_its_resources() -> None:
+    runner = Runner()
+
+    async def needs_an_argument(size: int) -> AsyncIterator[str]:
+        yield "x" * size
+
+    with pytest.raises(ValueError, match="cannot be called with just the 0 resource"):
+        runner.resource(needs_an_argument)  # type: ignore[arg-type]
 
 
 def test_a_resource_must_be_an_async_generator() -> None:
@@ -285,7 +345,7 @@ def test_a_resource_must_be_an_async_generator() -> None:
         return "x"
 
     with pytest.raises(ValueError, match="async generator"):
-        runner.resource(plain)  # type: ignore[type-var]
+        runner.resource(plain)  # type: ignore[arg-type]
 
 
 async def test_a_process_resource_does_not_capture_the_first_jobs_context(
@@ -303,10 +363,11 @@ async def test_a_process_resource_does_not_capture_the_first_jobs_context(
         yield None
 
     @runner.job
-    async def uses(b: None = Depends(background)) -> None:
+    @uses(background)
+    async def needs_it(b: None) -> None:
         pass
 
-    await uses.enqueue()
+    await needs_it.enqueue()
     await runner.run_until_idle()
     assert inside_resource == ["no job"]
 
@@ -326,14 +387,163 @@ async def test_a_running_job_whose_process_resource_is_slow_to_start_waits_for_o
         yield made
 
     @runner.job
-    async def uses(n: int = Depends(slow)) -> int:
+    @uses(slow)
+    async def needs_it(n: int) -> int:
         return n
 
     async with runner:
-        handles = await uses.enqueue_many([()] * 5)
+        handles = await needs_it.enqueue_many([()] * 5)
         await until(lambda: made == 1)
         release.set()
         await runner.run_until_idle()
     assert made == 1
     assert [await h.result() for h in handles] == [1] * 5
     await until_status(handles[0], JobStatus.SUCCEEDED)
+
+
+async def test_process_resources_are_disposed_newest_first_at_shutdown(
+    make_runner: Callable[..., Runner],
+) -> None:
+    runner = make_runner()
+    events: list[str] = []
+
+    @runner.resource
+    async def pool() -> AsyncIterator[str]:
+        events.append("open pool")
+        yield "pool"
+        events.append("close pool")
+
+    @runner.resource
+    @uses(pool)
+    async def cache(p: str) -> AsyncIterator[str]:
+        events.append("open cache")
+        yield f"cache on {p}"
+        events.append("close cache")
+
+    @runner.job
+    @uses(cache)
+    async def lookup(c: str) -> str:
+        return c
+
+    async with runner:
+        handle = await lookup.enqueue()
+        assert await handle.result(timeout=5) == "cache on pool"
+        assert events == ["open pool", "open cache"]
+    assert events == ["open pool", "open cache", "close cache", "close pool"]
+
+
+async def test_a_sync_handler_gets_resources_made_on_the_event_loop(
+    make_runner: Callable[..., Runner],
+) -> None:
+    runner = make_runner()
+    loop_thread = threading.get_ident()
+    closed: list[str] = []
+
+    @runner.resource(scope="job")
+    async def session() -> AsyncIterator[Client]:
+        client = Client(f"made on the loop: {threading.get_ident() == loop_thread}")
+        yield client
+        client.closed = True
+        closed.append(client.name)
+
+    @runner.job
+    @uses(session)
+    def report(client: Client, n: int) -> str:
+        in_thread = threading.get_ident() != loop_thread
+        return f"{client.name}, n={n}, in a thread: {in_thread}, closed: {client.closed}"
+
+    handle = await report.enqueue(3)
+    await runner.run_until_idle()
+    assert await handle.result() == "made on the loop: True, n=3, in a thread: True, closed: False"
+    assert closed == ["made on the loop: True"]
+
+
+async def test_calling_a_job_that_uses_resources_directly_says_how_to_call_it() -> None:
+    runner = Runner()
+
+    @runner.resource
+    async def http() -> AsyncIterator[str]:
+        yield "client"
+
+    @runner.job
+    @uses(http)
+    async def fetch(client: str, url: str) -> str:
+        return f"{client}:{url}"
+
+    with pytest.raises(TypeError, match=r"'fetch' uses resources .*http.*__wrapped__"):
+        fetch("https://x")
+    assert await fetch.__wrapped__("fake", "https://x") == "fake:https://x"
+
+
+async def test_an_overridden_resource_gives_jobs_the_fake_and_is_never_made(
+    make_runner: Callable[..., Runner],
+) -> None:
+    runner = make_runner()
+    made: list[str] = []
+
+    @runner.resource
+    async def pool() -> AsyncIterator[str]:
+        made.append("pool")
+        yield "pool"
+
+    @runner.resource(scope="job")
+    @uses(pool)
+    async def http(p: str) -> AsyncIterator[Client]:
+        made.append("http")
+        yield Client("real")
+
+    @runner.job
+    @uses(http)
+    async def fetch(client: Client, n: int) -> str:
+        return f"{client.name}-{n}"
+
+    with override(http, Client("fake")):
+        handle = await fetch.enqueue(1)
+        await runner.run_until_idle()
+    assert await handle.result() == "fake-1"
+    assert made == []
+
+
+async def test_leaving_an_override_block_restores_what_was_there(make_runner: Callable[..., Runner]) -> None:
+    runner = make_runner()
+
+    @runner.resource
+    async def http() -> AsyncIterator[Client]:
+        yield Client("real")
+
+    @runner.job
+    @uses(http)
+    async def fetch(client: Client) -> str:
+        return client.name
+
+    async def run_one() -> str:
+        handle = await fetch.enqueue()
+        await runner.run_until_idle()
+        return await handle.result()
+
+    seen = []
+    with override(http, Client("outer")):
+        with override(http, Client("inner")):
+            seen.append(await run_one())
+        seen.append(await run_one())
+    seen.append(await run_one())
+    assert seen == ["inner", "outer", "real"]
+
+
+async def test_a_resource_cannot_be_overridden_while_its_runner_runs(
+    make_runner: Callable[..., Runner],
+) -> None:
+    runner = make_runner()
+
+    @runner.resource
+    async def http() -> AsyncIterator[Client]:
+        yield Client("real")
+
+    async with runner:
+        with (
+            pytest.raises(ResourceError, match=r"while its runner is running; override it before"),
+            override(http, Client("fake")),
+        ):
+            pass
+    with override(http, Client("fake")) as fake:
+        assert fake.name == "fake"

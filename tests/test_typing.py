@@ -45,3 +45,116 @@ def test_mypy_checks_enqueue_arguments_and_result_types(tmp_path: Path) -> None:
     assert any(':20: note: Revealed type is "int"' in ln for ln in lines), stdout
     errors = [ln for ln in lines if ": error:" in ln]
     assert len(errors) == 2, stdout
+
+
+RESOURCES_SNIPPET = """
+from collections.abc import AsyncIterator
+
+from jobrunner import Runner, uses
+from jobrunner.testing import override
+
+runner = Runner()
+
+
+class Client: ...
+
+
+@runner.resource
+async def http_client() -> AsyncIterator[Client]:
+    yield Client()
+
+
+@runner.resource(scope="job")
+@uses(http_client)
+async def session(client: Client) -> AsyncIterator[str]:
+    yield "session"
+
+
+@runner.job(retries=3)
+@uses(http_client, session)
+async def send_email(client: Client, s: str, to: str) -> bool:
+    reveal_type(client)  # client type
+    reveal_type(s)  # session type
+    return True
+
+
+@runner.job
+@uses(session)
+def archive(s: str, n: int) -> int:
+    return n
+
+
+@runner.job
+@uses(http_client)  # uses a str
+async def mistyped(client: str, to: str) -> None: ...
+
+
+async def main() -> None:
+    await send_email.enqueue("ada@example.com")
+    await send_email.options(priority=-5).enqueue(to="ada@example.com")
+    await send_email.enqueue_many([send_email.call("a@example.com"), send_email.call(to="b@example.com")])
+    await send_email.enqueue("ada@example.com", client=Client())  # enqueue a resource by keyword
+    await send_email.enqueue(Client(), "session", "ada@example.com")  # enqueue resources by position
+    await send_email.options(delay=1).enqueue("ada@example.com", Client())  # options().enqueue a resource
+    send_email.call("ada@example.com", s="session")  # call a resource by keyword
+    reveal_type(await (await archive.enqueue(3)).result())  # sync result
+    reveal_type(archive)  # sync job
+    with override(http_client, Client()):
+        pass
+    with override(http_client, "not a client"):  # wrong fake
+        pass
+"""
+
+
+def run_mypy(tmp_path: Path, snippet: str) -> tuple[Path, list[str], str]:
+    path = tmp_path / "snippet.py"
+    path.write_text(textwrap.dedent(snippet))
+    stdout, _, _ = api.run(["--strict", "--no-incremental", "--cache-dir=/dev/null", str(path)])
+    return path, [ln for ln in stdout.splitlines() if ln.startswith(str(path))], stdout
+
+
+def line_of(snippet: str, marker: str) -> int:
+    """The 1-based line of ``snippet`` that contains ``marker`` (exactly one)."""
+    found = [n for n, text in enumerate(textwrap.dedent(snippet).splitlines(), 1) if marker in text]
+    assert len(found) == 1, marker
+    return found[0]
+
+
+def test_mypy_types_a_job_that_uses_resources_by_its_own_arguments_only(tmp_path: Path) -> None:
+    path, lines, stdout = run_mypy(tmp_path, RESOURCES_SNIPPET)
+
+    def at(*markers: str) -> list[str]:
+        numbers = {line_of(RESOURCES_SNIPPET, marker) for marker in markers}
+        return [ln for ln in lines if int(ln[len(str(path)) + 1 :].split(":")[0]) in numbers]
+
+    # Resources are neither keyword nor positional arguments of enqueue, options().enqueue or call.
+    assert any('Unexpected keyword argument "client"' in ln for ln in at("enqueue a resource by keyword")), (
+        stdout
+    )
+    assert any("Too many arguments" in ln for ln in at("enqueue resources by position")), stdout
+    assert any("Too many arguments" in ln for ln in at("options().enqueue a resource")), stdout
+    assert any('Unexpected keyword argument "s"' in ln for ln in at("call a resource by keyword")), stdout
+    # The handler's parameter is checked against what the resource's generator yields
+    # (mypy reports it at the decorator or the def, depending on its version).
+    assert any(
+        'incompatible type "Callable[[str, str]' in ln for ln in at("uses a str", "async def mistyped")
+    ), stdout
+    assert any('Revealed type is "snippet.Client"' in ln for ln in at("client type")), stdout
+    assert any('Revealed type is "str"' in ln for ln in at("session type")), stdout
+    assert any('Revealed type is "int"' in ln for ln in at("sync result")), stdout
+    assert any('Revealed type is "jobrunner.registry.Job[[n: int], int]"' in ln for ln in at("sync job")), (
+        stdout
+    )
+    # A fake must have the resource's type.
+    assert any(": error:" in ln for ln in at("wrong fake")), stdout
+    # The correct calls are accepted: every error is on a line above.
+    expected = at(
+        "enqueue a resource by keyword",
+        "enqueue resources by position",
+        "options().enqueue a resource",
+        "call a resource by keyword",
+        "uses a str",
+        "async def mistyped",
+        "wrong fake",
+    )
+    assert [ln for ln in lines if ": error:" in ln and ln not in expected] == [], stdout
