@@ -178,6 +178,9 @@ class Runner:
         worker_id: str | None = None,
         instrument: bool | Instrumentation = True,
     ) -> None:
+        # A store the runner made (from a URL, or the default) is the runner's to
+        # close when it stops; a Store object passed in stays open for its owner.
+        self._owns_store = store is None or isinstance(store, str)
         if store is None:
             from jobrunner.stores.memory import MemoryStore
 
@@ -263,6 +266,7 @@ class Runner:
             raise RuntimeError("configure() the runner before it starts, not while it runs")
         if store is not None:
             self.store = store_from_url(store) if isinstance(store, str) else store
+            self._owns_store = isinstance(store, str)
             self._store_open = False
         if concurrency is not None:
             self._concurrency = _positive_int(concurrency, "concurrency")
@@ -819,6 +823,10 @@ class Runner:
         may serve several in turn (one per test, say), so they follow the loop."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
+            if self._loop is not None:
+                # Connections made on the previous loop cannot serve this one:
+                # open() again (a store replaces what belonged to a dead loop).
+                self._store_open = False
             self._loop = loop
             self._telemetry.refresh()
             self._open_lock = asyncio.Lock()
@@ -941,13 +949,21 @@ class Runner:
                 self._stack = self._tg = self._pool = self._maintenance = None
                 self._stop_requested.clear()
                 self._telemetry.stop()
+                if self._owns_store:
+                    with anyio.CancelScope(shield=True):
+                        await self.aclose()
         _log.info("shutdown finished", worker_id=self.worker_id)
 
     async def aclose(self) -> None:
-        """Close the store connection (for producer-only use; ``async with`` does it too)."""
+        """Close the store's connections (they reopen on next use).
+
+        ``async with runner`` and ``serve()`` do it on exit for a store the runner
+        made from a URL (or the default); a ``Store`` object passed in is left
+        open for whoever owns it. Producer-only code calls this when done.
+        """
         if self._store_open and self._stack is None:
-            await self.store.close()
             self._store_open = False
+            await self.store.close()
 
     def stop(self, *, now: bool = False) -> None:
         """Ask ``serve()`` to return after a graceful drain (``now``: skip the grace)."""
