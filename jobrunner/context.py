@@ -11,6 +11,7 @@ import asyncio
 from contextvars import ContextVar
 from typing import Any
 
+from jobrunner.clock import Clock
 from jobrunner.models import ClaimedJob, Trigger
 
 __all__ = ["CancelReason", "JobContext", "current_job"]
@@ -38,7 +39,7 @@ class JobContext:
         "_cancel_reason",
         "_cancels",
         "_claimed",
-        "_deadline",
+        "_clock",
         "_deadline_mono",
         "_grace_mono",
         "_in_thread",
@@ -46,9 +47,9 @@ class JobContext:
         "_task",
     )
 
-    def __init__(self, claimed: ClaimedJob, deadline: float | None, started_mono: float, task: Any) -> None:
+    def __init__(self, claimed: ClaimedJob, clock: Clock, started_mono: float, task: Any) -> None:
         self._claimed = claimed
-        self._deadline = deadline
+        self._clock = clock
         self._started_mono = started_mono
         self._deadline_mono: float | None = None
         self._grace_mono = 0.0
@@ -106,8 +107,15 @@ class JobContext:
 
     @property
     def deadline(self) -> float | None:
-        """When this attempt times out (epoch seconds), or None without a timeout."""
-        return self._deadline
+        """When this attempt times out (epoch seconds), or None without a timeout
+        (or, for a sync handler, before a thread has taken it)."""
+        # Kept in monotonic time, which the timeout is measured in; turned into
+        # wall time only when asked (most jobs never ask).
+        deadline = self._deadline_mono
+        if deadline is None:
+            return None
+        clock = self._clock
+        return clock.now() + (deadline - clock.monotonic())
 
     @property
     def scheduled_for(self) -> float | None:

@@ -111,7 +111,7 @@ class Executor:
         if not definition.is_async and job._deadline_mono is not None:
             # A sync handler's timeout starts when a thread takes it, not while
             # it waits for one (``_invoke`` arms it).
-            job._deadline_mono = job._deadline = None
+            job._deadline_mono = None
         if telemetry.observing:
             ctx.run(telemetry.started, claimed, job)
         if self._hooks:
@@ -124,7 +124,15 @@ class Executor:
                 coro = self._attempt(definition, claimed, job)
             yielded = ctx.run(coro.send, None)
         except StopIteration as stop:
-            return self._returned(definition, claimed, job, ctx, stop.value)
+            result = stop.value
+            if result is None and not telemetry.observing and not self._hooks:
+                # The common case inlined: nothing to check or report but the deadline.
+                deadline = job._deadline_mono
+                if deadline is None or self._clock.monotonic() <= deadline:
+                    return _new_tuple(
+                        Outcome, (spec.id, claimed.token, _SUCCEEDED, self._clock.now(), None, None, None)
+                    )
+            return self._returned(definition, claimed, job, ctx, result)
         except BaseException as exc:  # anything a handler raises fails this attempt only
             return self._failed(definition, claimed, job, ctx, exc)
         job._blocked = True
@@ -258,8 +266,10 @@ class Executor:
         def on_start() -> None:  # in the worker thread, right before the handler
             job._in_thread = True
             if timeout is not None:
-                job._deadline = clock.now() + timeout
-                loop.call_soon_threadsafe(self.arm_deadline, job, clock.monotonic() + timeout)
+                # Set here, so the handler sees its deadline at once; the watcher
+                # learns of it on the loop.
+                job._deadline_mono = deadline = clock.monotonic() + timeout
+                loop.call_soon_threadsafe(self.arm_deadline, job, deadline)
 
         # A thread cannot be stopped: on timeout or shutdown the attempt ends now
         # and the thread finishes on its own, keeping its place in the bound.

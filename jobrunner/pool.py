@@ -112,6 +112,7 @@ class WorkerPool:
         self._settle_buf: list[Outcome] = []
         self._settling = 0
         self._settle_wake = asyncio.Event()
+        self._settle_signalled = False  # mirrors _settle_wake for the hot path (no method call)
         self._settle_done = asyncio.Event()
 
         self._watch_until = math.inf
@@ -257,7 +258,7 @@ class WorkerPool:
             spec = claimed.spec
             timeout = spec.timeout
             started = clock.monotonic()
-            job = JobContext(claimed, None if timeout is None else clock.now() + timeout, started, task)
+            job = JobContext(claimed, clock, started, task)
             superseded = running.get(spec.id)
             if superseded is not None:
                 # The store handed this job out again while an older attempt still
@@ -284,9 +285,11 @@ class WorkerPool:
                     await self.flush()
                 raise
             finally:
-                if running.get(spec.id) is job:
-                    del running[spec.id]
-                else:
+                current = running.pop(spec.id, None)
+                if current is not job:
+                    # A newer attempt of the same job took the slot meanwhile.
+                    if current is not None:
+                        running[spec.id] = current
                     self._orphans.discard(job)
                 if job._blocked:
                     self._blocked -= 1
@@ -297,7 +300,8 @@ class WorkerPool:
             if outcome is not None:
                 # Not cached in a local: flush() swaps the list while we await.
                 self._settle_buf.append(outcome)
-                if not self._settle_wake.is_set():
+                if not self._settle_signalled:
+                    self._settle_signalled = True
                     self._settle_wake.set()
             elif self._held == 0 and self._intake_open:
                 # Nothing to settle (the lease was lost), so no flush will end
@@ -502,6 +506,7 @@ class WorkerPool:
         while True:
             await self._settle_wake.wait()
             self._settle_wake.clear()
+            self._settle_signalled = False
             await self.flush()
 
     async def flush(self) -> None:

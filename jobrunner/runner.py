@@ -26,7 +26,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from jobrunner import defaults
-from jobrunner._ids import IdFactory
+from jobrunner._ids import id_factory
 from jobrunner._threads import ThreadPool
 from jobrunner.clock import Clock, SystemClock
 from jobrunner.cron import CronExpression, MissedPolicy, Schedule, ScheduleInfo
@@ -234,7 +234,7 @@ class Runner:
         self._middleware: list[Middleware] = []
         self._duties: list[Duty] = []
         self._schedules: dict[str, Schedule] = {}
-        self._ids = IdFactory()
+        self._ids = id_factory()
         self._pending_estimate = 0
         self._throughput = Throughput(self.clock)
         self._telemetry = Telemetry(instrument, worker_id=self.worker_id, clock=self.clock)
