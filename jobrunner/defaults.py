@@ -20,8 +20,24 @@ lease                  timeout + 30 s a dead worker's jobs are rescued after thi
 ``threads``            40             sync ``def`` handlers run in threads
 ``max_payload``        1 MiB          a job's arguments, and its result, as JSON;
                                       the queue is for references, not data
-leader lease           10 s           a dead leader's duties (rescue, pruning,
-                                      cron) move to another runner within this
+leader lease           10 s           a leader that stops renewing (a hung
+                                      process) loses its duties (rescue, pruning,
+                                      cron) to another runner after this; one
+                                      whose process died hands them over sooner
+                                      (SQLite: within the leader poll; PostgreSQL:
+                                      at a follower's next try, a third of this)
+leader poll (SQLite)   0.5 s          how often a follower checks the leader's
+                                      lock file, so a dead leader is replaced
+                                      within this
+store retry backoff    1 s x 2^n,     a store call that failed (claim, settle,
+                       cap 30 s       heartbeat, leader election, the leader's
+                                      duties) is retried after this, so a broken
+                                      store is neither hammered nor logged each
+                                      second
+``store_give_up``      120 s          ``serve()`` stops and raises StoreError once
+                                      the store has failed for this long without
+                                      a break (None: retry forever); long enough
+                                      to ride out a database failover or restart
 rescue interval        5 s            how often the leader looks for expired leases
 loop block threshold   0.5 s          a handler that blocks the event loop longer
                                       is named in a warning while it blocks
@@ -50,6 +66,10 @@ CLAIM_BATCH: int = 100
 PRUNE_INTERVAL: float = 60.0
 RESCUE_INTERVAL: float = 5.0
 LEADER_TTL: float = 10.0
+LEADER_POLL: float = 0.5
+STORE_RETRY_BASE: float = 1.0
+STORE_RETRY_MAX: float = 30.0
+STORE_GIVE_UP: float = 120.0
 QUEUE: str = "default"
 PRIORITY: int = 0
 LOOP_BLOCK_THRESHOLD: float = 0.5

@@ -35,15 +35,12 @@ from jobrunner.execute import Executor
 from jobrunner.logs import get_logger
 from jobrunner.models import ClaimedJob, ClaimRequest, LeaseReport, LeaseTerms, Outcome, OutcomeKind
 from jobrunner.observability import job_log
-from jobrunner.stats import Throughput
+from jobrunner.stats import StoreHealth, Throughput
 from jobrunner.stores.base import Store
 
 __all__ = ["WorkerPool", "spawn_in"]
 
 _log = get_logger("jobrunner.pool")
-
-# Settling that keeps failing is retried with this backoff; outcomes are kept.
-_SETTLE_RETRY_MAX = 5.0
 
 
 def spawn_in(ctx: Context, tg: TaskGroup, fn: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
@@ -74,6 +71,7 @@ class WorkerPool:
         base_context: Context,
         on_claimed: Callable[[], None],
         throughput: Throughput,
+        store_health: StoreHealth | None = None,
     ) -> None:
         self._store = store
         self._executor = executor
@@ -88,6 +86,7 @@ class WorkerPool:
         self._base = base_context
         self._on_claimed = on_claimed
         self._throughput = throughput
+        self._health = store_health or StoreHealth(clock, store)
         self._batch = max(1, store.claim_batch)
 
         self._tg: TaskGroup | None = None
@@ -114,6 +113,9 @@ class WorkerPool:
         self._settle_wake = asyncio.Event()
         self._settle_signalled = False  # mirrors _settle_wake for the hot path (no method call)
         self._settle_done = asyncio.Event()
+        # After a failed settle, no store call before this (monotonic) time.
+        self._settle_retry_at = -math.inf
+        self._hurry_wake = asyncio.Event()
 
         self._watch_until = math.inf
         self._orphans: set[JobContext] = set()
@@ -194,20 +196,32 @@ class WorkerPool:
         while self._workers:
             self._workers_gone.clear()
             await self._workers_gone.wait()
-        await self.flush()
+        # One try now whatever the backoff: the last chance to record outcomes.
+        await self._flush(force=True)
         # The settler task may be inside store.settle() right now; the runner
         # cancels it as soon as drain returns, which would lose that batch.
+        clock = self._clock
         while self._settling or self._settle_buf:
-            if self._settle_buf:
-                await self.flush()
-            else:
+            if self._settling:
                 self._settle_done.clear()
                 await self._settle_done.wait()
+                continue
+            if self._health.expired() or self._hurry:
+                self._leave_unsettled()
+                break
+            # The store is failing: the settler tries again after its backoff (as
+            # may this loop, if it wakes first), until the store has failed for
+            # store_give_up without a break, or the stop is hurried.
+            self._hurry_wake.clear()
+            wait = min(self._settle_retry_at - clock.monotonic(), self._health.expires_in())
+            await clock.sleep(wait, wake=self._hurry_wake)
+            await self.flush()
 
     def hurry(self) -> None:
-        """Cut a drain's grace period short."""
+        """Cut a drain's grace period short (and its retries of a failing store)."""
         self._hurry = True
         self._workers_gone.set()
+        self._hurry_wake.set()
 
     # workers -------------------------------------------------------------------
     def _spawn(self) -> None:
@@ -326,11 +340,16 @@ class WorkerPool:
                 self._idle.clear()
                 try:
                     batch = await self._claim(min(free, self._batch))
-                except Exception:
-                    _log.exception("claiming jobs failed; trying again in 1 s")
-                    # Real time on purpose: an error backoff must not wait on a test clock.
-                    await asyncio.sleep(1.0)
+                except Exception as exc:
+                    # Backoff on the runner's clock, like every other delay (a test
+                    # with a FakeClock advances it). A work notification does not
+                    # cut it short; stopping does.
+                    retry_at = clock.monotonic() + self._health.failed("claim", exc)
+                    while self._intake_open and (left := retry_at - clock.monotonic()) > 0:
+                        wake.clear()
+                        await clock.sleep(left, wake=wake)
                     continue
+                self._health.succeeded("claim")
                 if not self._intake_open:
                     self._release_unstarted(batch)
                     return False
@@ -503,32 +522,51 @@ class WorkerPool:
 
     # settling ---------------------------------------------------------------------
     async def _settler(self) -> None:
+        clock = self._clock
         while True:
             await self._settle_wake.wait()
             self._settle_wake.clear()
             self._settle_signalled = False
-            await self.flush()
+            left = self._settle_retry_at - clock.monotonic()
+            if left > 0:
+                # The last settle failed: wait out the backoff. Outcomes arriving
+                # meanwhile join the next try instead of cutting the wait short.
+                await clock.sleep(left)
+            await self._flush(force=True)
 
-    async def flush(self) -> None:
-        """Write buffered outcomes in one store call; on failure keep them and retry."""
-        delay = 0.05
+    async def flush(self) -> bool:
+        """Write buffered outcomes in one store call; True once none is left.
+
+        If the store fails the outcomes stay buffered and False is returned: the
+        settler tries again after the store backoff, and until then ``flush()``
+        returns False at once without calling the store.
+        """
+        return await self._flush(force=False)
+
+    async def _flush(self, *, force: bool) -> bool:
         flushed = False
         while self._settle_buf:
+            if not force and self._settle_retry_at > self._clock.monotonic():
+                return False
             batch = self._settle_buf
             self._settle_buf = []
             self._settling += 1
             try:
                 lost = await self._store.settle(batch, self._worker_id)
-            except Exception:
+            except Exception as exc:
                 self._settle_buf[:0] = batch
-                _log.exception("settling jobs failed; keeping outcomes and retrying", jobs=len(batch))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _SETTLE_RETRY_MAX)
-                continue
+                self._settle_retry_at = self._clock.monotonic() + self._health.failed(
+                    "settle", exc, outcomes=len(batch)
+                )
+                self._settle_wake.set()  # the settler retries after the backoff
+                return False
             finally:
                 self._settling -= 1
                 if not self._settling:
                     self._settle_done.set()
+            if self._settle_retry_at != -math.inf:
+                self._settle_retry_at = -math.inf
+                self._health.succeeded("settle")
             flushed = True
             self._throughput.record(len(batch))
             if lost:
@@ -540,3 +578,19 @@ class WorkerPool:
             # Settling may have made a retry ready, and it ends a busy spell:
             # the fetcher looks again and decides whether the pool is idle.
             self._wake.set()
+        return True
+
+    def _leave_unsettled(self) -> None:
+        """Stopping while the store cannot record outcomes: leave them unwritten.
+
+        Their jobs stay running under this runner's leases in the store; once
+        the leases expire the leader rescues them and they run again (at least
+        once, as after a crash). None is lost.
+        """
+        ids = [outcome.job_id for outcome in self._settle_buf]
+        self._settle_buf = []
+        _log.error(
+            "outcomes not recorded: the store is failing; these jobs run again once their leases expire",
+            jobs=len(ids),
+            job_ids=ids,
+        )

@@ -55,7 +55,7 @@ from jobrunner.registry import (
 from jobrunner.resources import ProcessScope, Resource, ResourceRegistry, Scope, WithResources
 from jobrunner.retry import BackoffLike, ExponentialBackoff, as_backoff
 from jobrunner.scheduler import CronScheduler
-from jobrunner.stats import Health, LoopMonitor, RunnerStats, Throughput
+from jobrunner.stats import Health, LoopMonitor, RunnerStats, StoreHealth, Throughput
 from jobrunner.stores import store_from_url
 from jobrunner.stores.base import Store
 
@@ -155,6 +155,12 @@ class Runner:
         worker_id: this runner's identity in job records (default host:pid:random).
         instrument: structlog context, OpenTelemetry spans and metrics (True: the
             global providers; an ``Instrumentation`` to choose; False: off).
+        store_give_up: seconds the store may fail without a break (its calls are
+            retried with backoff meanwhile) before ``serve()`` stops the runner
+            and raises StoreError; None: retry for ever. ``async with`` never
+            gives up by itself (the app reads ``health()`` and decides), but
+            leaving it never waits longer than this for outcomes the store
+            refuses: they stay with their leases, and the jobs run again.
     """
 
     def __init__(
@@ -177,6 +183,7 @@ class Runner:
         clock: Clock | None = None,
         worker_id: str | None = None,
         instrument: bool | Instrumentation = True,
+        store_give_up: float | None = defaults.STORE_GIVE_UP,
     ) -> None:
         # A store the runner made (from a URL, or the default) is the runner's to
         # close when it stops; a Store object passed in stays open for its owner.
@@ -223,6 +230,14 @@ class Runner:
         if max_payload is not None:
             _positive_int(max_payload, "max_payload")
         self._max_payload = max_payload
+        if store_give_up is not None and (
+            isinstance(store_give_up, bool)
+            or not isinstance(store_give_up, int | float)
+            or not store_give_up > 0
+        ):
+            raise ValueError(f"Runner(store_give_up={store_give_up!r}): must be seconds > 0, or None")
+        self._store_give_up = store_give_up
+        self._store_health: StoreHealth | None = None
         self.clock: Clock = clock or SystemClock()
         self.worker_id = worker_id or _default_worker_id()
 
@@ -810,12 +825,23 @@ class Runner:
         )
 
     def health(self) -> Health:
-        """Whether the workers are alive and the event loop responsive (callable from any thread)."""
-        pool, monitor = self._pool, self._monitor
+        """Whether the workers are alive, the event loop responsive and the store
+        answering (callable from any thread). After a stop, the store's last state."""
+        pool, monitor, store_health = self._pool, self._monitor, self._store_health
+        store_ok, store_error, since = store_health.state if store_health else (True, None, None)
         if pool is None or monitor is None:
             threshold = self._telemetry.loop_block_threshold or defaults.LOOP_BLOCK_THRESHOLD
-            return Health(False, 0, 0.0, threshold, None)
-        return Health(True, pool.workers, monitor.lag(), monitor.threshold, monitor.blocking_job)
+            return Health(False, 0, 0.0, threshold, None, store_ok, store_error, since)
+        return Health(
+            True,
+            pool.workers,
+            monitor.lag(),
+            monitor.threshold,
+            monitor.blocking_job,
+            store_ok,
+            store_error,
+            since,
+        )
 
     # lifecycle ---------------------------------------------------------------------
     def _bind_loop(self) -> None:
@@ -854,6 +880,9 @@ class Runner:
         if self._stack is not None:
             raise RuntimeError("this runner is already running; enter it once")
         await self._open_store()
+        self._store_health = store_health = StoreHealth(
+            self.clock, self.store, give_up_after=self._store_give_up
+        )
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -889,6 +918,7 @@ class Runner:
                 base_context=base,
                 on_claimed=self._on_claimed,
                 throughput=self._throughput,
+                store_health=store_health,
             )
             maintenance = Maintenance(
                 store=self.store,
@@ -904,6 +934,7 @@ class Runner:
                     *self._duties,
                     *self._telemetry.duties(self.store),
                 ],
+                store_health=store_health,
             )
             stack.callback(self.store.add_work_listener(pool.notify_work))
             self._telemetry.start(base, pool.running, lambda: maintenance.is_leader)
@@ -976,13 +1007,31 @@ class Runner:
     async def serve(self) -> None:
         """Run until SIGINT/SIGTERM or ``stop()``, then drain and return.
 
-        A second signal cuts the grace period short.
+        A second signal cuts the grace period short. If the store fails without
+        a break for ``store_give_up`` seconds, the runner drains the same way
+        and then raises StoreError (a worker process should exit non-zero).
         """
+        gave_up: list[Exception] = []  # the StoreError to raise
         async with self:
-            assert self._tg is not None
+            assert self._tg is not None and self._store_health is not None
             if threading.current_thread() is threading.main_thread():
                 self._tg.start_soon(self._watch_signals, name="jobrunner.signals")
+            if self._store_give_up is not None:
+                self._tg.start_soon(self._watch_store, self._store_health, gave_up, name="jobrunner.store")
             await self._stop_requested.wait()
+        if gave_up:
+            raise gave_up[0]
+
+    async def _watch_store(self, health: StoreHealth, gave_up: list[Exception]) -> None:
+        error = await health.wait_give_up()
+        _log.error(
+            "store failing for too long; stopping the runner",
+            worker_id=self.worker_id,
+            store_give_up=self._store_give_up,
+            error=health.state[1],
+        )
+        gave_up.append(error)
+        self.stop()
 
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import anyio
 
-from jobrunner import JobHandle, JobStatus
+from jobrunner import JobHandle, JobStatus, Runner
 
 
 async def until(predicate: Callable[[], bool], *, within: float = 10.0) -> None:
@@ -46,3 +47,29 @@ class Gate:
 
     def open(self) -> None:
         self._open.set()
+
+
+@asynccontextmanager
+async def serving(runner: Runner) -> AsyncIterator[list[BaseException]]:
+    """Run ``runner.serve()`` in a task for the block; yields the list its
+    exception lands in, if it raises. Leaving the block stops the runner."""
+    raised: list[BaseException] = []
+    done = anyio.Event()
+
+    async def serve() -> None:
+        try:
+            await runner.serve()
+        except Exception as exc:
+            raised.append(exc)
+        finally:
+            done.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(serve)
+        await until(lambda: runner.is_running or done.is_set())
+        try:
+            yield raised
+        finally:
+            runner.stop(now=True)
+            with anyio.fail_after(10):
+                await done.wait()

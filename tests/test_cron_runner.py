@@ -666,11 +666,14 @@ PROCS = Path(__file__).resolve().parent / "procs"
 class Node:
     """One ``tests/procs/cron_node.py`` process."""
 
-    def __init__(self, db: Path, clock: Path, log: Path, worker_id: str) -> None:
+    def __init__(self, db: Path, clock: Path | str, log: Path, worker_id: str, *options: str) -> None:
         command = [sys.executable, str(PROCS / "cron_node.py"), str(db), str(clock), str(log)]
         self.id = worker_id
         self.process = subprocess.Popen(
-            [*command, "--worker-id", worker_id], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            [*command, "--worker-id", worker_id, *options],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
 
     def output(self) -> str:
@@ -772,8 +775,8 @@ def test_two_processes_on_one_sqlite_file_fire_every_tick_once_across_a_kill(
     a.process.send_signal(signal.SIGKILL)
     a.process.wait(10)
     killed_at = now
-    # Nobody leads until a's leadership lapses (30 s); b then takes over and
-    # catches up every tick it missed (missed="all").
+    # b takes over once it sees a's lock file free (within half a second of
+    # this clock), and catches up every tick it missed (missed="all").
     for _ in range(45):
         advance()
         time.sleep(0.01)  # pacing only: what follows waits for the outcome itself
@@ -790,3 +793,47 @@ def test_two_processes_on_one_sqlite_file_fire_every_tick_once_across_a_kill(
     runs = [line.split() for line in log.read_text().splitlines() if line.startswith("run ")]
     assert sorted(float(line[1]) for line in runs) == expected  # and each job ran once
     assert {line[4] for line in runs if float(line[1]) > killed_at} == {"node-b"}
+
+
+def leader(db: Path) -> str | None:
+    rows = query(db, "SELECT holder FROM jobrunner_leaders")
+    return str(rows[0][0]) if rows else None
+
+
+@pytest.mark.slow
+def test_a_killed_sqlite_leader_is_replaced_at_once_and_a_seconds_cron_misses_at_most_one_tick(
+    tmp_path: Path, nodes: list[Node]
+) -> None:
+    # Real time, real processes: a leads a once-a-second schedule that skips
+    # ticks nobody fired in time (missed="skip"), b follows; a is killed.
+    db, log = tmp_path / "jobs.db", tmp_path / "runs.log"
+
+    def fired() -> list[float]:
+        return [tick for tick, _ in tick_jobs(db)]
+
+    a = Node(db, "real", log, "node-a", "--missed", "skip")
+    nodes.append(a)
+    wait_for(lambda: leader(db) == "node-a" and len(fired()) >= 1, "a to lead and fire a tick", nodes, db)
+    b = Node(db, "real", log, "node-b", "--missed", "skip")
+    nodes.append(b)
+    wait_for(lambda: ready(log) == {"node-a", "node-b"}, "b to start", nodes, db)
+    seen = len(fired())
+    wait_for(lambda: len(fired()) >= seen + 3, "three more ticks with b following", nodes, db)
+    assert leader(db) == "node-a"  # a live leader keeps the role however often b tries
+
+    a.process.send_signal(signal.SIGKILL)
+    killed, killed_at = time.monotonic(), time.time()
+    a.process.wait(10)
+    wait_for(lambda: leader(db) == "node-b", "b to take over", nodes, db, within=2.0)
+    took = time.monotonic() - killed
+    wait_for(lambda: fired()[-1] >= killed_at + 3, "b to fire three ticks", nodes, db)
+    b.process.send_signal(signal.SIGTERM)
+    assert b.process.wait(30) == 0, b.output()
+
+    ticks = fired()
+    missed = sorted(set(range(int(ticks[0]), int(ticks[-1]) + 1)) - {int(t) for t in ticks})
+    print(f"takeover {took:.3f} s after kill -9; ticks missed: {missed}")
+    assert all(t == int(t) for t in ticks)  # whole seconds, and (tick_jobs) each once
+    assert len(missed) <= 1, f"ticks missed: {missed}; takeover took {took:.3f} s"
+    # Only a tick that fell due while nobody led (between the kill and the takeover).
+    assert all(killed_at - 1 < t <= killed_at + took + 1 for t in missed)

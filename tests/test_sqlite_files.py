@@ -15,12 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from jobrunner import JobStatus, Runner, StoreError
 from jobrunner.models import JobSpec, Trigger
 from jobrunner.stores import sqlite as sqlite_module
 from jobrunner.stores.sqlite import MIGRATIONS, SQLiteStore
 from jobrunner.testing import FakeClock, drain
+from tests.helpers import serving, until
 from tests.sqlite_support import open_sqlite_store
 
 NOW = 1_750_000_000.0
@@ -314,3 +316,104 @@ async def test_hot_queries_seek_an_index_and_never_scan_or_sort(tmp_path: Path, 
     assert not [step for step in plan if step.startswith("SCAN jobrunner_jobs")], plan
     assert not [step for step in plan if "TEMP B-TREE" in step], plan  # no sort of what matched
     assert any(index in step for step in plan), plan
+
+
+# --- a damaged file ------------------------------------------------------------------------------------
+
+
+def damage_the_ready_index(db: Path) -> None:
+    """Write garbage over the root page of the index claims read. The file still
+    opens (its schema pages are intact); every claim fails as SQLITE_CORRUPT."""
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        (root,) = conn.execute(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'jobrunner_jobs_ready'"
+        ).fetchone()
+    conn.close()
+    with open(db, "r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xa5" * page_size)
+
+
+async def damaged_file(tmp_path: Path, jobs: int = 2_000) -> Path:
+    async with open_sqlite_store(tmp_path) as store:
+        await store.enqueue([spec(f"job-{n}") for n in range(jobs)], NOW)
+    damage_the_ready_index(store_path := Path(store.path))
+    return store_path
+
+
+async def test_a_worker_on_a_damaged_file_backs_off_reports_it_and_gives_up(tmp_path: Path) -> None:
+    db = await damaged_file(tmp_path)
+    clock = FakeClock(NOW)
+    runner = Runner(store=SQLiteStore(db), clock=clock, store_give_up=60.0)
+
+    @runner.job
+    async def job(text: str) -> None:
+        pass
+
+    with capture_logs() as logs:
+        async with serving(runner) as raised:
+            await until(lambda: not runner.health().store_ok)
+            health = runner.health()
+            assert not health.ok and health.store_failing_since == NOW
+            assert health.store_error is not None and "database disk image is malformed" in health.store_error
+            for tries, delay in enumerate((1.0, 2.0, 4.0), start=2):  # one try per backoff
+                clock.advance(delay)
+                await until(lambda tries=tries: sum(e.get("call") == "claim" for e in logs) == tries)
+            clock.advance(60.0)
+            await until(lambda: not runner.is_running)
+    (error,) = raised
+    assert isinstance(error, StoreError)
+    message = str(error)
+    assert f"SQLiteStore({str(db)!r}) has failed for 67 s without a break" in message
+    assert "claim failed: database disk image is malformed" in message
+    assert "the database file is damaged" in message and f"sqlite3 {db} .recover" in message
+    claims = [e for e in logs if e.get("call") == "claim"]
+    assert sum("exc_info" in e for e in claims) == 1  # one traceback for the whole spell
+    assert [e["retry_in"] for e in claims] == [1.0, 2.0, 4.0, 8.0, 16.0]
+
+
+CLI_APP = """
+from jobrunner import Runner
+
+runner = Runner(store_give_up=3.0)
+
+
+@runner.job
+async def job(text: str) -> None:
+    pass
+"""
+
+
+@pytest.mark.slow
+def test_the_worker_command_on_a_damaged_file_exits_1_soon_with_a_traceback_per_failing_call(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    import time
+
+    db = asyncio.run(damaged_file(tmp_path))
+    (tmp_path / "app.py").write_text(CLI_APP)
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "jobrunner", "worker", "app:runner", "--store", f"sqlite:///{db}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    took = time.monotonic() - began
+    print(f"exit {done.returncode} after {took:.1f} s; stderr:\n{done.stderr}")
+    assert done.returncode == 1, done.stderr
+    assert took < 30
+    lines = done.stderr.splitlines()
+    assert lines[-1].startswith("jobrunner: error: SQLiteStore(") and "has failed for 3 s" in lines[-1]
+    # One traceback per kind of call that failed (claims; and leader elections that
+    # happened to share the claim's transaction), each with the sqlite3 error it wraps.
+    spells = done.stderr.count("store call failed; retrying with backoff")
+    assert 1 <= spells <= 2
+    assert done.stderr.count("Traceback (most recent call last)") == 2 * spells
+    records = [line for line in lines if re.match(r"\d{4}-\d\d-\d\dT", line)]
+    assert len(records) <= 12, records  # the rest are the tracebacks' lines and the exit message

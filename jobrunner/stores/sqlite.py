@@ -23,15 +23,26 @@ the number of rows):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 import urllib.parse
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from queue import Empty, SimpleQueue
 from typing import Any, Literal, TypeVar, cast
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; leadership falls back to the lease alone
+    _HAVE_FLOCK = False
+else:
+    _HAVE_FLOCK = True
+
+from jobrunner import defaults
 from jobrunner.errors import InvalidJobState, JobNotFound, StoreError
 from jobrunner.logs import get_logger
 from jobrunner.models import (
@@ -630,15 +641,25 @@ def _fire_tick(conn: sqlite3.Connection, schedule: str, fire_at: float, row: tup
     return True
 
 
-def _try_lead(conn: sqlite3.Connection, role: str, holder: str, ttl: float, now: float) -> bool:
+def _try_lead(
+    conn: sqlite3.Connection, role: str, holder: str, ttl: float, now: float, take_over: bool
+) -> bool:
+    """Renew our row, or take it when it lapsed or ``take_over`` (its holder is gone)."""
     conn.execute(
         "INSERT INTO jobrunner_leaders (role, holder, expires_at) VALUES (?, ?, ?) "
         "ON CONFLICT (role) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at "
-        "WHERE jobrunner_leaders.holder = excluded.holder OR jobrunner_leaders.expires_at < ?",
-        (role, holder, now + ttl, now),
+        "WHERE jobrunner_leaders.holder = excluded.holder OR jobrunner_leaders.expires_at < ? OR ?",
+        (role, holder, now + ttl, now, take_over),
     )
     row = conn.execute("SELECT holder FROM jobrunner_leaders WHERE role = ?", (role,)).fetchone()
     return row is not None and row[0] == holder
+
+
+def _leader_of(conn: sqlite3.Connection, role: str) -> tuple[str, float] | None:
+    return cast(
+        "tuple[str, float] | None",
+        conn.execute("SELECT holder, expires_at FROM jobrunner_leaders WHERE role = ?", (role,)).fetchone(),
+    )
 
 
 def _prune(conn: sqlite3.Connection, finished_before: float, limit: int) -> int:
@@ -946,7 +967,10 @@ def _hint(exc: sqlite3.Error, path: str) -> str:
         ),
         sqlite3.SQLITE_CANTOPEN: f"check that {directory} exists and this process may write there",
         sqlite3.SQLITE_NOTADB: "point the store at an SQLite database, or at a path where none exists yet",
-        sqlite3.SQLITE_CORRUPT: "the database file is damaged; restore it from a backup",
+        sqlite3.SQLITE_CORRUPT: (
+            f"the database file is damaged: stop every process using it, then restore it from a "
+            f"backup, or salvage what is readable with: sqlite3 {path} .recover | sqlite3 NEW.db"
+        ),
         sqlite3.SQLITE_IOERR: "the operating system reported an I/O error; check the disk",
         sqlite3.SQLITE_PERM: "permission denied; check the file's owner and mode",
     }.get(code, "see the cause above")
@@ -955,6 +979,132 @@ def _hint(exc: sqlite3.Error, path: str) -> str:
 def _is_busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+# --------------------------------------------------------------------------------------
+# leadership: a lock file held by the leader, so a dead leader is replaced at once
+# --------------------------------------------------------------------------------------
+
+_ROLE_IN_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def leader_lock_path(db: str, role: str) -> str:
+    """The lock file of ``role``'s leader, next to the database: ``<db>-leader-<role>``."""
+    if not _ROLE_IN_NAME.fullmatch(role):
+        role = hashlib.sha256(role.encode()).hexdigest()[:16]
+    return f"{db}-leader-{role}"
+
+
+class _LeaderLocks:
+    """Exclusive ``flock`` locks on the roles' lock files, one open file per (role, holder).
+
+    The kernel drops a flock lock when the last descriptor of its open file is
+    closed, which the death of the process does however it dies (SIGKILL
+    included): a lock that can be taken means its last holder is gone (or
+    resigned). Locks belong to an open file, not to a process, so two holders
+    in one process (two runners, or two holders on one store) each open their
+    own and contend as two processes would.
+
+    The descriptors are not inherited by programs started with exec, and a
+    child forked from this process closes its copies at once (``_forget``): a
+    job's forked helper must not keep a dead leader's lock alive.
+
+    The file is never deleted (another process may hold it open this very
+    moment, and a new file would be a second lock); like ``-wal`` and ``-shm``
+    it lives next to the database, with the database file's permissions, so
+    every user who may write the database may take the lock.
+    """
+
+    def __init__(self, db: str) -> None:
+        self._db = db
+        self._held: dict[tuple[str, str], int] = {}
+        self._warned = False
+        _ALL_LEADER_LOCKS.add(self)
+
+    def holds(self, role: str, holder: str) -> bool:
+        """Whether ``holder`` holds ``role``'s lock through this store."""
+        return (role, holder) in self._held
+
+    def acquire(self, role: str, holder: str) -> bool | None:
+        """True: taken now; False: a live holder has it; None: no lock can be used here."""
+        if not _HAVE_FLOCK:
+            return None
+        path = leader_lock_path(self._db, role)
+        try:
+            fd = _open_lock_file(path, self._db)
+        except OSError as exc:
+            self._warn(path, exc)
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        except OSError as exc:
+            os.close(fd)
+            self._warn(path, exc)
+            return None
+        self._held[(role, holder)] = fd
+        return True
+
+    def release(self, role: str, holder: str) -> None:
+        """Drop the lock, if held (closing its only descriptor drops it)."""
+        fd = self._held.pop((role, holder), None)
+        if fd is not None:
+            os.close(fd)
+
+    def release_all(self) -> None:
+        for role, holder in list(self._held):
+            self.release(role, holder)
+
+    def _forget(self) -> None:
+        """In a forked child: close the copies; the parent's locks stay the parent's."""
+        for fd in self._held.values():
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._held.clear()
+
+    def _warn(self, path: str, exc: OSError) -> None:
+        if not self._warned:
+            self._warned = True
+            _log.warning(
+                "leader lock file unusable; a dead leader is replaced only once its lease lapses",
+                path=path,
+                error=f"{type(exc).__name__}: {exc}",
+                hint="let this process create and read the file, as it does the database's -wal and -shm",
+            )
+
+
+def _open_lock_file(path: str, db: str) -> int:
+    """Open ``path`` read-only (flock needs no more), creating it with ``db``'s permissions."""
+    try:
+        mode = os.stat(db).st_mode & 0o666
+    except OSError:
+        mode = 0o644
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        return os.open(path, os.O_RDONLY)
+    try:
+        os.fchmod(fd, mode)  # whatever the umask, as SQLite does for -wal and -shm
+    except OSError:
+        pass
+    return fd
+
+
+# Forking is process-wide, so the stores to fix up in a child are too.
+_ALL_LEADER_LOCKS: weakref.WeakSet[_LeaderLocks] = weakref.WeakSet()
+
+
+def _forget_leader_locks_in_child() -> None:
+    for locks in list(_ALL_LEADER_LOCKS):
+        locks._forget()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_leader_locks_in_child)
 
 
 # --------------------------------------------------------------------------------------
@@ -997,6 +1147,15 @@ class SQLiteStore:
     atomic, so a job never runs twice while its lease lives; a second
     connection serves reads (``get``, ``stats``...) so they never wait behind
     writes.
+
+    Leadership (``try_lead``) is a row with a lease plus an exclusive ``flock``
+    on ``<path>-leader-<role>`` held by the leader. A follower that can take
+    that lock knows the leader's process died (or resigned) and takes over at
+    once; followers try every ``leader_poll_interval`` seconds. A leader that is
+    alive keeps the role while it renews its lease, however slow; one that
+    stops renewing (a hung process) loses it when the lease lapses, as on
+    PostgreSQL. Without ``flock`` (Windows), or if the lock file cannot be
+    created or opened (a warning says so), the lease alone decides.
 
     Arguments, results, headers and meta are stored as JSON, never pickled: a
     durable store must not execute what it reads. Arguments that JSON cannot
@@ -1046,6 +1205,9 @@ class SQLiteStore:
         self._listeners: list[Callable[[], None]] = []
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._seen: dict[str, tuple[frozenset[str] | None, float]] = {}
+        self._leader_locks = _LeaderLocks(path)
+        # Taking the lock file is a system call: followers may look often.
+        self.leader_poll_interval: float | None = defaults.LEADER_POLL if _HAVE_FLOCK else None
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -1143,6 +1305,8 @@ class SQLiteStore:
 
     async def close(self) -> None:
         """Close both connections. Idempotent; ``open()`` reopens."""
+        # Like the process's death: a follower takes leadership over at once.
+        self._leader_locks.release_all()
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
         for conn in (reader, writer):
@@ -1314,17 +1478,38 @@ class SQLiteStore:
         return await self._write("purge jobs", _delete_finished, status.value, finished_before, limit)
 
     async def try_lead(self, role: str, holder: str, ttl: float, now: float) -> bool:
-        """Leadership as a row with an expiry; taken over once it lapses."""
-        return await self._write("elect a leader", _try_lead, role, holder, ttl, now)
+        """Acquire or renew ``role``: at once if its lock file is free (the last
+        leader's process is gone), else only once the leader's lease lapsed."""
+        locks = self._leader_locks
+        taken = None if locks.holds(role, holder) else locks.acquire(role, holder)
+        if taken is False:
+            # A live process holds the lock: only our own row or a lapsed lease
+            # (a hung leader) lets us lead, and a read tells without the write lock.
+            row = await self._read("elect a leader", _leader_of, role)
+            if row is not None and row[0] != holder and row[1] >= now:
+                return False
+        try:
+            leading = await self._write("elect a leader", _try_lead, role, holder, ttl, now, taken is True)
+        except BaseException:
+            # We cannot tell whether we lead: let a live follower take over.
+            locks.release(role, holder)
+            raise
+        if not leading:
+            # Our lease lapsed and another runner took over: hand it the lock too.
+            locks.release(role, holder)
+        return leading
 
     async def resign(self, role: str, holder: str) -> None:
-        """Drop leadership held by ``holder``."""
-        await self._write(
-            "resign leadership",
-            lambda conn: conn.execute(
-                "DELETE FROM jobrunner_leaders WHERE role = ? AND holder = ?", (role, holder)
-            ),
-        )
+        """Drop leadership held by ``holder``, and its lock file."""
+        try:
+            await self._write(
+                "resign leadership",
+                lambda conn: conn.execute(
+                    "DELETE FROM jobrunner_leaders WHERE role = ? AND holder = ?", (role, holder)
+                ),
+            )
+        finally:
+            self._leader_locks.release(role, holder)
 
     # cron -------------------------------------------------------------------------
     async def fire_tick(self, schedule: str, fire_at: float, job: JobSpec, now: float) -> bool:

@@ -5,7 +5,8 @@
 
 Time comes from the file CLOCK (epoch seconds as text, replaced atomically by
 the test), so several processes share one clock that moves only when the test
-says; wall and monotonic time are the same line. The job ``tick`` appends
+says; wall and monotonic time are the same line. CLOCK ``real`` is the system
+clock instead. The job ``tick`` appends
 ``run <scheduled_for> <trigger> <attempt> <worker id>`` to LOG, one ``write``
 on an O_APPEND descriptor per line, after ``ready <worker id>`` once the runner
 has started. Runs until SIGTERM/SIGINT.
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import structlog
 
 from jobrunner import Runner, current_job
+from jobrunner.clock import Clock, SystemClock
 from jobrunner.stores.sqlite import SQLiteStore
 
 POLL = 0.002
@@ -72,9 +74,10 @@ def main() -> None:
     args = parser.parse_args()
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    clock: Clock = SystemClock() if args.clock == "real" else FileClock(args.clock)
     runner = Runner(
         store=SQLiteStore(args.db, poll_interval=0.05),
-        clock=FileClock(args.clock),
+        clock=clock,
         lease=args.lease,
         worker_id=args.worker_id,
         max_pending=None,
