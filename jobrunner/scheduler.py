@@ -69,6 +69,8 @@ class CronScheduler:
         self._last: dict[str, float] | None = None
         # Ticks this process decided not to run (``missed="skip"``), through when.
         self._skipped: dict[str, float] = {}
+        # Schedules whose last attempts failed: how many times in a row.
+        self._failing: dict[str, int] = {}
 
     async def run(self, now: float) -> float:
         """Enqueue every due tick of every schedule; seconds until the next tick."""
@@ -83,9 +85,20 @@ class CronScheduler:
         for schedule in schedules:
             try:
                 next_at = await self._fire_due(schedule, now)
-            except Exception:
-                _log.exception("cron tick could not be enqueued; will retry", schedule=schedule.name)
+            except Exception as exc:
+                # The traceback once per failing spell, then a line per retry: a
+                # schedule that keeps failing must not flood the log.
+                failures = self._failing[schedule.name] = self._failing.get(schedule.name, 0) + 1
+                fields = {"schedule": schedule.name, "failures": failures, "retry_in": ERROR_RETRY}
+                if failures == 1:
+                    _log.error("cron tick could not be enqueued; will retry", **fields, exc_info=exc)
+                else:
+                    _log.warning("cron tick still failing", **fields, error=f"{type(exc).__name__}: {exc}")
                 next_at = now + ERROR_RETRY
+            else:
+                failures = self._failing.pop(schedule.name, 0)
+                if failures:
+                    _log.info("cron tick recovered", schedule=schedule.name, failures=failures)
             soonest = min(soonest, next_at)
         return self._sleep_for(soonest - now)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import sqlite3
@@ -266,6 +267,39 @@ async def test_a_failing_schedule_does_not_hold_up_the_others(store: Store) -> N
     clock.advance(60.0)
     assert await scheduler.run(clock.now()) == 5.0  # the failed one is retried soon
     assert await ticks_in(store, "good") == [utc(2025, 1, 1, 12, 1)]
+
+
+async def test_a_failing_schedule_logs_its_traceback_once_then_a_line_per_retry(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock(NOON)
+    broken = True
+
+    def build(schedule: Schedule, tick: float, now: float) -> JobSpec:
+        if broken:
+            raise RuntimeError("cannot build")
+        return cron_spec(schedule, tick, now)
+
+    caplog.set_level(logging.INFO, logger="jobrunner")
+    schedules = (every("* * * * *", name="bad"),)
+    scheduler = CronScheduler(store=store, clock=clock, schedules=lambda: schedules, build_spec=build)
+    clock.advance(60.0)
+    for _ in range(3):
+        await scheduler.run(clock.now())
+        clock.advance(5.0)
+    broken = False
+    await scheduler.run(clock.now())
+    events = [
+        (r.levelname, r.event, r.exc_info is not None)  # type: ignore[attr-defined]
+        for r in caplog.records
+        if r.name == "jobrunner.cron" and r.event != "cron tick enqueued"  # type: ignore[attr-defined]
+    ]
+    assert events == [
+        ("ERROR", "cron tick could not be enqueued; will retry", True),
+        ("WARNING", "cron tick still failing", False),
+        ("WARNING", "cron tick still failing", False),
+        ("INFO", "cron tick recovered", False),
+    ]
 
 
 # downtime -------------------------------------------------------------------------------
