@@ -59,6 +59,12 @@ from jobrunner.stats import Health, LoopMonitor, RunnerStats, StoreHealth, Throu
 from jobrunner.stores import store_from_url
 from jobrunner.stores.base import Store
 
+try:  # anyio imports its asyncio backend on the first task group: ~15 ms that
+    # would land on the first runner start (and the first jobs); pay it at import.
+    import anyio._backends._asyncio
+except ImportError:  # pragma: no cover - another anyio layout; it loads lazily then
+    pass
+
 __all__ = ["Runner"]
 
 P = ParamSpec("P")
