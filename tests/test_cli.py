@@ -14,6 +14,8 @@ import asyncio
 import itertools
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -58,6 +60,11 @@ async def boom() -> None:
     raise Abort("it broke")
 
 
+@runner.job(retries=1, backoff=0.01)
+async def flaky() -> None:
+    raise RuntimeError("out of luck")
+
+
 @runner.job
 async def hold(marks: str) -> str:
     """Touch MARKS/started-<id>, then return the id once MARKS/release exists."""
@@ -79,12 +86,65 @@ transcode = runner.declare("transcode", queue="video")
 '''
 
 
+STDLIB_LOGGING_APP = '''\
+"""An app that configures stdlib logging itself: ``stdlibapp:runner``."""
+
+import logging
+import sys
+
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="app-format %(name)s: %(message)s")
+
+from cliapp import runner  # noqa: E402
+'''
+
+STRUCTLOG_APP = '''\
+"""An app that configures structlog itself: ``structlogapp:runner``."""
+
+import sys
+
+import structlog
+
+structlog.configure(
+    processors=[lambda _logger, _method, event: {**event, "app": "structlog-app"}, structlog.processors.JSONRenderer()],
+    logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+)
+
+from cliapp import runner  # noqa: E402
+'''
+
+FAILING_APP = '''\
+"""Runners whose serve() fails as a store that keeps failing makes it fail."""
+
+from jobrunner import Runner
+from jobrunner.errors import StoreError
+
+MESSAGE = "the SQLite store /var/jobs.db kept failing for 60 s: database disk image is malformed"
+
+
+class StoreFails(Runner):
+    async def serve(self) -> None:
+        raise StoreError(MESSAGE)
+
+
+class StoreFailsInATaskGroup(Runner):
+    async def serve(self) -> None:
+        raise ExceptionGroup("unhandled errors in a TaskGroup", [StoreError(MESSAGE)])
+
+
+runner = StoreFails()
+grouped = StoreFailsInATaskGroup()
+'''
+
+
 # --- running the command ------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding ``cliapp.py``."""
     directory = tmp_path_factory.mktemp("app")
     (directory / "cliapp.py").write_text(APP)
+    (directory / "stdlibapp.py").write_text(STDLIB_LOGGING_APP)
+    (directory / "structlogapp.py").write_text(STRUCTLOG_APP)
+    (directory / "failingapp.py").write_text(FAILING_APP)
     return directory
 
 
@@ -120,6 +180,32 @@ def url(db: Path) -> str:
     return f"sqlite:///{db}?poll_interval=0.05"
 
 
+def start(app_dir: Path, *args: str) -> subprocess.Popen[str]:
+    """``jobrunner *args`` in the background, its stdout and stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobrunner", *args],
+        cwd=app_dir,
+        env=environment(app_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def job_id_in(text: str) -> str:
+    """The job id in the first ``job 'name' (ID)`` of ``text``."""
+    match = re.search(r"job '\w+' \(([^)]+)\)", text)
+    assert match is not None, text
+    return match[1]
+
+
+def start_waiting(app_dir: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """``jobrunner enqueue *args`` (with --wait) in the background, once it waits: it and the job's id."""
+    process = start(app_dir, "enqueue", *args)
+    assert process.stderr is not None
+    return process, job_id_in(process.stderr.readline())  # the line that says the wait began
+
+
 def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen[str] | None = None) -> None:
     """Poll ``condition`` until it holds; fail after WITHIN seconds or if ``process`` exits."""
     deadline = time.monotonic() + WITHIN
@@ -139,6 +225,18 @@ def assert_usage_error(result: subprocess.CompletedProcess[str], code: int, *phr
     assert result.stderr.startswith("jobrunner: error: "), result.stderr
     for phrase in phrases:
         assert phrase in result.stderr
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], *phrases: str) -> None:
+    """A usage error from the options: exit 2, the usage and one line saying what is allowed."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "Traceback" not in output
+    assert result.stderr.startswith("usage: jobrunner "), result.stderr
+    last = result.stderr.rstrip("\n").splitlines()[-1]
+    assert "error: " in last, result.stderr
+    for phrase in phrases:
+        assert phrase in last, last
 
 
 def json_documents(text: str) -> list[Any]:
@@ -232,11 +330,11 @@ def own_shop(tmp_path: Path) -> Shop:
 class Worker:
     """A ``jobrunner worker`` process; its stderr (the logs) goes to a file."""
 
-    def __init__(self, app_dir: Path, log: Path, *args: str) -> None:
+    def __init__(self, app_dir: Path, log: Path, *args: str, app: str = "cliapp:runner") -> None:
         self.log = log
         with log.open("w") as stderr:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "jobrunner", "worker", "cliapp:runner", *args],
+                [sys.executable, "-m", "jobrunner", "worker", app, *args],
                 cwd=app_dir,
                 env=environment(app_dir),
                 stdout=subprocess.DEVNULL,
@@ -254,6 +352,50 @@ class Worker:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(TIMEOUT)
+
+
+def serve_jobs(
+    jobrunner: Run,
+    app_dir: Path,
+    tmp_path: Path,
+    *options: str,
+    jobs: tuple[tuple[str, str], ...] = (("add", "[1, 2]"),),
+    app: str = "cliapp:runner",
+    ready: str | None = None,
+) -> tuple[str, list[subprocess.CompletedProcess[str]]]:
+    """Start a worker, run ``jobs`` (name, JSON args) through it, stop it with SIGTERM.
+
+    With ``ready``, SIGTERM waits until the worker logged that text.
+
+    Returns everything it logged and the ``enqueue --wait`` of each job. Each
+    wait returns once the worker settled the job, after it logged the job's
+    lines; the log is read after the worker exited.
+    """
+    db = tmp_path / "jobs.db"
+    worker = Worker(app_dir, tmp_path / "worker.log", "--store", url(db), *options, app=app)
+    try:
+        waits = [
+            jobrunner("enqueue", app, name, "--args", args, "--wait", "--timeout", "20", "--store", url(db))
+            for name, args in jobs
+        ]
+        if ready is not None:
+            worker.wait_until_logged(ready)
+        worker.process.send_signal(signal.SIGTERM)
+        code = worker.process.wait(WITHIN)
+    finally:
+        worker.close()
+    log = worker.log.read_text()
+    assert code == 0, log
+    return log, waits
+
+
+CONSOLE_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO |WARNING|ERROR) {1,4} (.*)")
+"""A line of the worker's console log: time, level, then ``event key=value ...``."""
+
+
+def console_events(log: str) -> list[tuple[str, str]]:
+    """(level, message) of each log line, tracebacks left out."""
+    return [(m[1].strip(), m[2]) for m in map(CONSOLE_LINE.fullmatch, log.splitlines()) if m]
 
 
 @pytest.fixture(scope="module")
@@ -358,12 +500,131 @@ def test_enqueue_wait_prints_the_result_and_exits_0(jobrunner: Run, served: tupl
     assert (result.returncode, result.stdout) == (0, "5\n"), result.stderr
 
 
-def test_enqueue_wait_exits_1_when_the_job_ends_dead(jobrunner: Run, served: tuple[Path, Worker]) -> None:
+WAITING = "jobrunner: waiting for job '{name}' ({id}); Ctrl-C stops the wait, not the job"
+
+NEVER_READY = ("--args", "[1,1]", "--delay", "3600", "--wait")
+"""``enqueue`` options for a job that stays scheduled while the command waits."""
+
+
+def test_enqueue_wait_for_a_dead_job_names_the_commands_to_show_and_retry_it(
+    jobrunner: Run, served: tuple[Path, Worker]
+) -> None:
+    db, _ = served
+    store = url(db)
+    result = jobrunner("enqueue", "cliapp:runner", "boom", "--wait", "--timeout", "20", "--store", store)
+
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr  # stdout is for a result
+    job_id = job_id_in(result.stderr)
+    assert result.stderr.splitlines() == [
+        WAITING.format(name="boom", id=job_id),
+        f"jobrunner: error: job 'boom' ({job_id}) ended dead after 1 of 4 attempts: Abort: it broke",
+        f"  inspect it:   jobrunner jobs show {job_id} --store {shlex.quote(store)}",
+        f"  run it again: jobrunner jobs retry {job_id} --store {shlex.quote(store)}",
+    ]
+    assert read_jobs(db)[job_id].status is JobStatus.DEAD
+
+
+def test_enqueue_wait_for_a_dead_job_gives_commands_that_work(
+    jobrunner: Run, served: tuple[Path, Worker]
+) -> None:
     db, _ = served
     result = jobrunner("enqueue", "cliapp:runner", "boom", "--wait", "--timeout", "20", "--store", url(db))
     assert result.returncode == 1, result.stderr
-    assert "ended dead" in result.stdout
-    assert "Abort: it broke" in result.stdout
+    retry = shlex.split(result.stderr.splitlines()[-1].partition(": ")[2])
+    assert retry[:3] == ["jobrunner", "jobs", "retry"]
+
+    requeued = jobrunner(*retry[1:])
+
+    assert requeued.returncode == 0, requeued.stderr
+    assert requeued.stdout.startswith(f"requeued {retry[3]} (boom)")
+
+
+def test_enqueue_wait_json_for_a_dead_job_has_its_status_error_and_commands(
+    jobrunner: Run, served: tuple[Path, Worker]
+) -> None:
+    db, _ = served
+    store = url(db)
+    result = jobrunner("enqueue", "cliapp:runner", "boom", "--wait", "--json", "--store", store)
+
+    assert result.returncode == 1, result.stderr
+    answer = json.loads(result.stdout)
+    job_id = answer["id"]
+    assert answer == {
+        "id": job_id,
+        "status": "dead",
+        "error": f"job 'boom' ({job_id}) ended dead after 1 of 4 attempts: Abort: it broke",
+        "commands": {
+            "show": f"jobrunner jobs show {job_id} --store {shlex.quote(store)}",
+            "retry": f"jobrunner jobs retry {job_id} --store {shlex.quote(store)}",
+        },
+    }
+
+
+def test_enqueue_wait_for_a_cancelled_job_names_the_commands_to_show_and_retry_it(
+    app_dir: Path, jobrunner: Run, tmp_path: Path
+) -> None:
+    store = url(tmp_path / "jobs.db")
+    waiting, job_id = start_waiting(app_dir, "cliapp:runner", "add", *NEVER_READY, "--store", store)
+    try:
+        cancelled = jobrunner("jobs", "cancel", job_id, "--store", store)
+        assert cancelled.returncode == 0, cancelled.stderr
+        stdout, stderr = waiting.communicate(timeout=WITHIN)
+    finally:
+        waiting.kill()
+        waiting.communicate(timeout=TIMEOUT)
+
+    assert (waiting.returncode, stdout) == (1, ""), stderr
+    assert stderr.splitlines() == [
+        f"jobrunner: error: job 'add' ({job_id}) was cancelled",
+        f"  inspect it:   jobrunner jobs show {job_id} --store {shlex.quote(store)}",
+        f"  run it again: jobrunner jobs retry {job_id} --store {shlex.quote(store)}",
+    ]
+
+
+def test_enqueue_wait_that_times_out_names_the_command_to_follow_the_job(
+    jobrunner: Run, tmp_path: Path
+) -> None:
+    store = url(tmp_path / "jobs.db")
+    result = jobrunner("enqueue", "cliapp:runner", "add", *NEVER_READY, "--timeout", "0.2", "--store", store)
+
+    assert result.returncode == 1, result.stderr
+    job_id = job_id_in(result.stderr)
+    assert result.stderr.splitlines()[1:] == [
+        f"jobrunner: error: job 'add' ({job_id}) did not finish within 0.2 s; it is still scheduled",
+        f"  follow it:    jobrunner jobs show {job_id} --store {shlex.quote(store)}",
+    ]
+
+
+def test_enqueue_wait_names_the_app_when_the_store_is_the_apps_own(app_dir: Path, tmp_path: Path) -> None:
+    # The app, run from its own directory, gives the runner its store itself.
+    (tmp_path / "ownstore.py").write_text(
+        f"from cliapp import runner\n\nrunner.configure(store={url(tmp_path / 'jobs.db')!r})\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jobrunner",
+            "enqueue",
+            "ownstore:runner",
+            "add",
+            *NEVER_READY,
+            "--timeout",
+            "0.2",
+        ],
+        cwd=tmp_path,
+        env=environment(app_dir),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+
+    assert result.returncode == 1, result.stderr
+    job_id = job_id_in(result.stderr)
+    assert (
+        result.stderr.splitlines()[-1]
+        == f"  follow it:    jobrunner jobs show {job_id} --app ownstore:runner"
+    )
 
 
 # --- worker ----------------------------------------------------------------------------------------
@@ -371,9 +632,110 @@ def test_worker_logs_json_lines_with_its_settings(served: tuple[Path, Worker]) -
     _, worker = served
     lines = worker.log.read_text().splitlines(keepends=True)
     events = [json.loads(line) for line in lines if line.endswith("\n")]  # not one being written
+    starting = next(e for e in events if e["event"] == "worker starting")
+    assert (starting["app"], starting["queues"]) == ("cliapp:runner", ["default", "emails"])
     started = next(e for e in events if e["event"] == "runner started")
+    assert (started["level"], started["logger"]) == ("info", "jobrunner.runner")
+    assert datetime.fromisoformat(started["timestamp"]).tzinfo is not None
     assert started["concurrency"] == 4
     assert {"add", "boom", "hold"} <= set(started["jobs"])
+
+
+def test_worker_logs_its_lifecycle_one_line_each(jobrunner: Run, app_dir: Path, tmp_path: Path) -> None:
+    log, _ = serve_jobs(
+        jobrunner, app_dir, tmp_path, "--concurrency", "3", "--queues", "default,emails", ready="leadership"
+    )
+
+    events = console_events(log)
+    assert len(events) == len(log.splitlines())  # nothing but these lines
+    assert [level for level, _ in events] == ["INFO", "INFO", "INFO", "WARNING", "INFO", "INFO"]
+    starting, started, leading, signalled, begun, finished = (message for _, message in events)
+    assert starting.startswith("worker starting app=cliapp:runner store=")
+    assert "queues=default,emails" in starting
+    assert started.startswith("runner started worker_id=")
+    assert "concurrency=3" in started
+    assert leading.startswith("leadership acquired")
+    assert signalled == "signal received; stopping gracefully signal=SIGTERM"
+    assert begun.startswith("shutdown begun")
+    assert finished.startswith("shutdown finished")
+
+
+def test_worker_logs_no_line_per_job_by_default(jobrunner: Run, app_dir: Path, tmp_path: Path) -> None:
+    log, (waited,) = serve_jobs(jobrunner, app_dir, tmp_path)
+
+    assert (waited.returncode, waited.stdout) == (0, "3\n"), waited.stderr  # the job ran
+    assert "job started" not in log
+    assert "job succeeded" not in log
+
+
+@pytest.mark.parametrize("options", [("--job-logs",), ("--log-level", "debug")], ids=["job-logs", "debug"])
+def test_worker_logs_a_line_per_job_when_asked(
+    jobrunner: Run, app_dir: Path, tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    log, (waited,) = serve_jobs(jobrunner, app_dir, tmp_path, *options)
+
+    assert waited.returncode == 0, waited.stderr
+    messages = [message for _, message in console_events(log)]
+    assert any(m.startswith("job started ") and "job_name=add" in m for m in messages), log
+    assert any(m.startswith("job succeeded ") and "job_name=add" in m for m in messages), log
+
+
+def test_worker_logs_a_retried_attempt_in_one_line_and_the_traceback_once(
+    jobrunner: Run, app_dir: Path, tmp_path: Path
+) -> None:
+    log, (waited,) = serve_jobs(jobrunner, app_dir, tmp_path, jobs=(("flaky", "[]"),))
+
+    assert waited.returncode == 1, waited.stderr  # dead after its 2 attempts
+    lines = log.splitlines()
+    (retried,) = [i for i, line in enumerate(lines) if "job attempt failed; retry scheduled" in line]
+    assert " WARNING  " in lines[retried]
+    assert "job_name=flaky" in lines[retried]
+    assert "error='RuntimeError: out of luck'" in lines[retried]
+    assert CONSOLE_LINE.fullmatch(lines[retried + 1])  # no traceback after it
+    (dead,) = [i for i, line in enumerate(lines) if "job dead" in line]
+    assert " ERROR    " in lines[dead]
+    assert lines[dead + 1] == "Traceback (most recent call last):"
+    assert "RuntimeError: out of luck" in lines[dead + 2 :]
+    assert log.count("Traceback") == 1
+
+
+def test_worker_leaves_stdlib_logging_the_app_configured_alone(
+    jobrunner: Run, app_dir: Path, tmp_path: Path
+) -> None:
+    log, (waited,) = serve_jobs(jobrunner, app_dir, tmp_path, app="stdlibapp:runner")
+
+    assert waited.returncode == 0, waited.stderr
+    assert console_events(log) == []  # none in the CLI's own format
+    assert "app-format jobrunner.runner: runner started" in log
+    # The app asked for INFO from every logger: the CLI does not quieten per-job lines.
+    assert "app-format jobrunner.jobs: job succeeded" in log
+
+
+def test_worker_leaves_structlog_the_app_configured_alone(
+    jobrunner: Run, app_dir: Path, tmp_path: Path
+) -> None:
+    log, (waited,) = serve_jobs(jobrunner, app_dir, tmp_path, app="structlogapp:runner")
+
+    assert waited.returncode == 0, waited.stderr
+    events = [json.loads(line) for line in log.splitlines()]  # every line the app's JSON
+    assert any(e["event"] == "runner started" and e["app"] == "structlog-app" for e in events), log
+
+
+def test_worker_says_which_logging_options_it_ignored(jobrunner: Run, app_dir: Path, tmp_path: Path) -> None:
+    log, _ = serve_jobs(
+        jobrunner, app_dir, tmp_path, "--log-format", "json", "--job-logs", app="stdlibapp:runner"
+    )
+
+    assert "app-format jobrunner.cli: logging left as the app configured it" in log
+    assert "ignored=--log-format,--job-logs" in log
+
+
+def test_worker_log_level_warning_logs_only_warnings_and_errors(
+    jobrunner: Run, app_dir: Path, tmp_path: Path
+) -> None:
+    log, _ = serve_jobs(jobrunner, app_dir, tmp_path, "--log-level", "warning")
+
+    assert console_events(log) == [("WARNING", "signal received; stopping gracefully signal=SIGTERM")]
 
 
 def test_worker_takes_jobs_only_from_its_queues(jobrunner: Run, served: tuple[Path, Worker]) -> None:
@@ -581,7 +943,12 @@ def test_app_attribute_that_does_not_exist_is_named(jobrunner: Run) -> None:
 @pytest.mark.parametrize(
     ("command", "path", "message"),
     [
-        ("worker cliapp:runner", "missing-dir/jobs.db", "the directory {dir}/missing-dir does not exist"),
+        # At --log-level warning a worker's stderr is the error alone.
+        (
+            "worker cliapp:runner --log-level warning",
+            "missing-dir/jobs.db",
+            "the directory {dir}/missing-dir does not exist",
+        ),
         ("jobs list", "garbage.db", "{dir}/garbage.db: open failed: file is not a database"),
         ("stats", "missing.db", "cannot open the SQLite store {dir}/missing.db: the file does not exist"),
     ],
@@ -636,3 +1003,138 @@ def test_invalid_json_arguments_are_a_usage_error(
     result = jobrunner("enqueue", "cliapp:runner", "add", option, value, "--store", url(tmp_path / "jobs.db"))
     assert_usage_error(result, 2, message)
     assert not (tmp_path / "jobs.db").exists()  # refused before anything was written
+
+
+# --- stdout closed early ---------------------------------------------------------------------------
+PIPED = {
+    "jobs-list": "jobs list --store {store}",
+    "jobs-list-json": "jobs list --json --store {store}",
+    "jobs-show": "jobs show {dead} --store {store}",
+    "stats": "stats --store {store}",
+    "stats-json": "stats --json --store {store}",
+    "stats-watch": "stats --watch --interval 0.05 --store {store}",
+    "stats-watch-json": "stats --watch --interval 0.05 --json --store {store}",
+    "cron-list": "cron list cliapp:runner",
+    "help": "--help",
+}
+
+
+@pytest.mark.parametrize("command", PIPED.values(), ids=PIPED.keys())
+def test_output_into_a_pipe_nobody_reads_exits_141_quietly(app_dir: Path, shop: Shop, command: str) -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the command writes a byte
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "jobrunner", *command.format(store=shop.url, dead=shop.dead).split()],
+            cwd=app_dir,
+            env=environment(app_dir),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=TIMEOUT,
+        )
+    finally:
+        os.close(write_end)
+
+    assert (result.returncode, result.stderr) == (141, "")
+
+
+def test_stats_watch_into_a_reader_that_stops_after_one_line_exits_141_quietly(
+    app_dir: Path, shop: Shop
+) -> None:
+    # As in ``jobrunner stats --watch | head -1``: the reader leaves mid-stream.
+    with start(app_dir, "stats", "--watch", "--interval", "0.05", "--store", shop.url) as watch:
+        assert watch.stdout is not None and watch.stderr is not None
+        try:
+            assert watch.stdout.readline().startswith("jobrunner stats ")
+            watch.stdout.close()
+            code = watch.wait(TIMEOUT)
+        finally:
+            if watch.poll() is None:
+                watch.kill()
+        stderr = watch.stderr.read()
+
+    assert (code, stderr) == (141, "")
+
+
+# --- option values -----------------------------------------------------------------------------------
+REFUSED = """
+worker cliapp:runner --concurrency 0             | --concurrency: must be a whole number >= 1, not 0
+worker cliapp:runner --concurrency -3            | --concurrency: must be a whole number >= 1, not -3
+worker cliapp:runner --concurrency many          | --concurrency: must be a whole number >= 1, not 'many'
+worker cliapp:runner --queues=                   | --queues: name at least one queue, e.g. emails,images
+worker cliapp:runner --queues ,                  | --queues: name at least one queue, e.g. emails,images
+worker cliapp:runner --queues emails,,images     | --queues: empty queue name in 'emails,,images'
+worker cliapp:runner --log-level loud            | --log-level: invalid choice: 'loud'
+enqueue cliapp:runner add --wait --timeout -1    | --timeout: must be a number of seconds > 0, not -1
+enqueue cliapp:runner add --wait --timeout 0     | --timeout: must be a number of seconds > 0, not 0
+enqueue cliapp:runner add --wait --timeout nan   | --timeout: must be a number of seconds > 0, not 'nan'
+enqueue cliapp:runner add --timeout 5            | --timeout applies only with --wait
+enqueue cliapp:runner add --delay -5             | --delay: must be a number of seconds >= 0, not -5
+enqueue cliapp:runner add --delay inf            | --delay: must be a number of seconds >= 0, not 'inf'
+enqueue cliapp:runner add --priority 3000000000  | --priority: must be a whole number from -2147483648 to 2147483647
+enqueue cliapp:runner add --queue=               | --queue: must not be empty
+enqueue cliapp:runner add --key=                 | --key: must not be empty
+jobs list --limit 0                              | --limit: must be a whole number >= 1, not 0
+jobs list --limit -1                             | --limit: must be a whole number >= 1, not -1
+jobs list --queue=                               | --queue: must not be empty
+jobs list --name=                                | --name: must not be empty
+jobs purge --status dead --older-than=-1d        | --older-than: '-1d' is not a duration; use e.g. 90s, 15m, 12h, 7d or 2w
+jobs purge --status dead --older-than 7days      | --older-than: '7days' is not a duration; use e.g. 90s, 15m, 12h, 7d or 2w
+jobs purge --status dead --batch 0               | --batch: must be a whole number >= 1, not 0
+stats --watch --interval 0                       | --interval: must be a number of seconds > 0, not 0
+stats --interval 5                               | --interval applies only with --watch
+stats --watch --count 0                          | --count: must be a whole number >= 1, not 0
+cron list cliapp:runner --count 0                | --count: must be a whole number >= 1, not 0
+cron list cliapp:runner --count -2               | --count: must be a whole number >= 1, not -2
+"""
+"""Each command line and what its usage error says is allowed."""
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        pytest.param(*(cell.strip() for cell in line.split("|")), id=line.split("|")[0].strip())
+        for line in REFUSED.strip().splitlines()
+    ],
+)
+def test_option_values_that_make_no_sense_are_refused_before_the_store_is_touched(
+    jobrunner: Run, tmp_path: Path, command: str, message: str
+) -> None:
+    db = tmp_path / "jobs.db"
+
+    result = jobrunner(*command.split(), "--store", url(db))
+
+    # Refused while parsing: a store that had been opened would exist now, or,
+    # for the reading commands, would have been refused as missing (exit 1).
+    assert_refused(result, message)
+    assert not db.exists()
+
+
+# --- worker exit codes ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("app", ["failingapp:runner", "failingapp:grouped"], ids=["plain", "in-a-task-group"])
+def test_worker_whose_store_keeps_failing_exits_1_with_one_line(jobrunner: Run, app: str) -> None:
+    result = jobrunner("worker", app, "--log-level", "warning")
+
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert result.stderr == (
+        "jobrunner: error: the SQLite store /var/jobs.db kept failing for 60 s: "
+        "database disk image is malformed\n"
+    )
+
+
+def test_ctrl_c_while_enqueue_waits_exits_130_and_names_the_job(app_dir: Path, tmp_path: Path) -> None:
+    store = url(tmp_path / "jobs.db")
+    waiting, job_id = start_waiting(app_dir, "cliapp:runner", "add", *NEVER_READY, "--store", store)
+    try:
+        waiting.send_signal(signal.SIGINT)
+        stdout, stderr = waiting.communicate(timeout=WITHIN)
+    finally:
+        waiting.kill()
+        waiting.communicate(timeout=TIMEOUT)
+
+    assert (waiting.returncode, stdout) == (130, ""), stderr
+    assert stderr.splitlines() == [
+        f"jobrunner: stopped waiting; job 'add' ({job_id}) is still scheduled",
+        f"  follow it:    jobrunner jobs show {job_id} --store {shlex.quote(store)}",
+    ]
