@@ -1,16 +1,36 @@
-"""PostgreSQL-store benchmark: jobrunner against raw asyncpg, on one server, in one run.
+"""PostgreSQL-store benchmark: jobrunner as a user gets it against raw asyncpg, on one server, in one run.
 
-Scenarios (no-op jobs; each run in a fresh schema, dropped afterwards):
+Scenarios (no-op jobs; each measurement in a fresh schema, dropped afterwards):
 
-* full cycle: a producer (this process) enqueues N jobs in batches of 100 while
-  1 or 4 worker processes claim, run and complete them; timed from the first
-  enqueue until the last job is recorded done;
-* the raw baseline does the same with bare asyncpg on the same schema: batched
-  ``INSERT ... unnest`` of 100, claims of 100 with ``FOR UPDATE SKIP LOCKED``
-  (one statement), a no-op per job, one ``UPDATE`` completing the batch;
-* latency: enqueue-to-start at a steady 1,000 jobs/s, with the producer in
-  another process (the runner is woken by LISTEN/NOTIFY) and in the same one;
-* depth: jobrunner throughput while 1k or 1M jobs wait behind the measured ones.
+* one process: N jobs enqueued in batches of 100 while the same process claims,
+  runs and completes them; timed from the first enqueue until the last job is
+  done. The headline row is ``Runner(store=PostgresStore(dsn, schema=<fresh>))``
+  with every default (the schema name is the only option given: it keeps runs
+  apart; concurrency 100, max_pending 10,000, instrumentation on, logging as the
+  app left it, here not configured at all), started, enqueueing with
+  ``enqueue_many`` of 100, then ``run_until_idle()``. Beside it: the same
+  defaults with one ``enqueue()`` per job (fewer jobs: each is a round trip),
+  a tuned row (no backpressure, no instrumentation) and one row for each extra
+  a user may turn on (structlog configured at INFO; an OpenTelemetry SDK). The
+  baseline does the same with bare asyncpg on the same schema, in one process:
+  a producer on one connection inserting batches of 100 with ``INSERT ...
+  unnest``, beside a worker on another claiming 100 at a time with ``FOR UPDATE
+  SKIP LOCKED`` (one statement), running a no-op per job and completing the
+  batch with one ``UPDATE``. Target: jobrunner with defaults at 25% or more of
+  raw batch-100.
+* worker processes: a producer process enqueues batches of 100 while 1 or 4
+  worker processes claim, run and complete them; jobrunner with defaults on
+  both sides, against the raw producer and workers.
+* latency: enqueue-to-start at a steady 1,000 jobs/s, defaults, with the
+  producer in another process (the runner is woken by LISTEN/NOTIFY) and in
+  the same one.
+* backlog: throughput while 1k or 1M jobs wait behind the measured ones. A
+  backlog beyond the default max_pending would block the enqueues, so this
+  runs ``max_pending=None``, otherwise defaults.
+
+Every measurement runs in its own fresh interpreter (``_common.measure``);
+the headline's contenders alternate over rounds; tables show medians, CPU time
+per job of the measuring process (not the server's) and its peak RSS.
 
 Usage: python benchmarks/bench_postgres.py [--quick] [--dsn DSN]
 The DSN defaults to $JOBRUNNER_BENCH_POSTGRES_DSN, then $JOBRUNNER_TEST_POSTGRES_DSN,
@@ -27,7 +47,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -36,12 +56,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import asyncpg
 
-from benchmarks._common import percentile, quiet_logs, table
+from benchmarks._common import (
+    OTEL_LABEL,
+    STRUCTLOG_LABEL,
+    Contender,
+    Timer,
+    defaults_note,
+    percentile,
+    run_rounds,
+    serve_child,
+    table,
+    verdict,
+)
 from jobrunner import Call, Runner
 from jobrunner.stores.postgres import PostgresStore
 
 BATCH = 100
 CONCURRENCY = 100
+TARGET = 0.25  # of raw asyncpg batch-100, with defaults
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
@@ -91,24 +123,23 @@ def raw_statements(schema: str) -> tuple[str, str, str]:
     return insert, claim, complete
 
 
-async def raw_worker(dsn: str, schema: str, ready: Path) -> None:
+async def noop() -> None:
+    pass
+
+
+async def raw_work(conn: asyncpg.Connection, schema: str, until: Callable[[int], bool]) -> None:
     """Claim 100, run a no-op each, complete the batch; poll every millisecond when empty."""
     _, claim, complete = raw_statements(schema)
-    conn = await asyncpg.connect(dsn)
-    ready.write_text("ready")  # noqa: ASYNC240 - a one-shot marker file before the loop starts
-
-    async def noop() -> None:
-        pass
-
-    while True:
-        now = time.time()
-        rows = await conn.fetch(claim, now, "raw")
+    done = 0
+    while not until(done):
+        rows = await conn.fetch(claim, time.time(), "raw")
         if not rows:
             await asyncio.sleep(0.001)
             continue
         for _ in rows:
             await noop()
         await conn.execute(complete, [r[0] for r in rows], [r[1] for r in rows], time.time())
+        done += len(rows)
 
 
 async def raw_produce(dsn: str, schema: str, n: int) -> None:
@@ -121,11 +152,29 @@ async def raw_produce(dsn: str, schema: str, n: int) -> None:
         await conn.close()
 
 
+async def raw_one_process(dsn: str, n: int) -> dict[str, Any]:
+    async with fresh_schema(dsn) as schema:
+        conn = await asyncpg.connect(dsn)
+        try:
+            with Timer() as t:
+                await asyncio.gather(
+                    raw_produce(dsn, schema, n), raw_work(conn, schema, lambda done: done >= n)
+                )
+        finally:
+            await conn.close()
+    return t.figures(n)
+
+
+async def raw_worker(dsn: str, schema: str, ready: Path) -> None:
+    conn = await asyncpg.connect(dsn)
+    ready.write_text("ready")  # noqa: ASYNC240 - a one-shot marker file before the loop starts
+    await raw_work(conn, schema, lambda done: False)  # until SIGKILL
+
+
 # --- jobrunner ------------------------------------------------------------------------------------
-def make_runner(dsn: str, schema: str) -> tuple[Runner, Any]:
-    runner = Runner(
-        store=PostgresStore(dsn, schema=schema), concurrency=CONCURRENCY, max_pending=None, result_ttl=3600
-    )
+def make_runner(dsn: str, schema: str, **options: Any) -> tuple[Runner, Any]:
+    """Defaults, but for the schema each run gets to itself (and ``options``)."""
+    runner = Runner(store=PostgresStore(dsn, schema=schema), **options)
 
     @runner.job
     async def noop() -> None:
@@ -138,11 +187,28 @@ def make_runner(dsn: str, schema: str) -> tuple[Runner, Any]:
     return runner, (noop, stamp)
 
 
+async def jobrunner_one_process(
+    dsn: str, n: int, options: dict[str, Any], one_by_one: bool = False
+) -> dict[str, Any]:
+    async with fresh_schema(dsn) as schema:
+        runner, (noop, _) = make_runner(dsn, schema, **options)
+        async with runner:  # started (and the pool connected) before the clock starts
+            with Timer() as t:
+                if one_by_one:
+                    for _ in range(n):
+                        await noop.enqueue()
+                else:
+                    for start in range(0, n, BATCH):
+                        await noop.enqueue_many([Call()] * min(BATCH, n - start))
+                await runner.run_until_idle()
+    return t.figures(n)
+
+
 async def jobrunner_worker(dsn: str, schema: str, ready: Path) -> None:
     runner, _ = make_runner(dsn, schema)
     async with runner:
         ready.write_text("ready")  # noqa: ASYNC240 - a one-shot marker file before the loop starts
-        await asyncio.Event().wait()  # until SIGTERM ends the process
+        await asyncio.Event().wait()  # until SIGKILL ends the process
 
 
 async def jobrunner_produce(dsn: str, schema: str, n: int) -> None:
@@ -154,7 +220,7 @@ async def jobrunner_produce(dsn: str, schema: str, n: int) -> None:
         await runner.aclose()
 
 
-# --- driving processes ----------------------------------------------------------------------------
+# --- driving worker processes ---------------------------------------------------------------------
 class Workers:
     """``count`` worker processes of ``kind``, started and ready, killed on exit."""
 
@@ -209,18 +275,18 @@ async def wait_all_done(dsn: str, schema: str) -> None:
         await conn.close()
 
 
-async def full_cycle(
-    kind: str, procs: int, n: int, dsn: str, tmp: Path, produce: Callable[[str, str, int], Awaitable[None]]
-) -> float:
-    async with fresh_schema(dsn) as schema, Workers(kind, procs, dsn, schema, tmp):
-        start = time.perf_counter()
-        await produce(dsn, schema, n)
-        await wait_all_done(dsn, schema)
-        return n / (time.perf_counter() - start)
+async def multi_process(kind: str, procs: int, n: int, dsn: str, tmp: str) -> dict[str, Any]:
+    """This process produces; ``procs`` worker processes claim, run and complete."""
+    produce = raw_produce if kind == "raw" else jobrunner_produce
+    async with fresh_schema(dsn) as schema, Workers(kind, procs, dsn, schema, Path(tmp)):
+        with Timer() as t:
+            await produce(dsn, schema, n)
+            await wait_all_done(dsn, schema)
+    return t.figures(n)
 
 
 # --- latency --------------------------------------------------------------------------------------
-async def paced(rate: int, seconds: float, emit: Callable[[], Awaitable[Any]]) -> None:
+async def paced(rate: int, seconds: float, emit: Callable[[], Any]) -> None:
     """Call ``emit`` ``rate`` times a second for ``seconds``, in 1 ms ticks."""
     total = int(rate * seconds)
     start = time.perf_counter()
@@ -242,31 +308,26 @@ async def latencies_of(dsn: str, schema: str) -> list[float]:
         await conn.close()
 
 
-async def latency_cross_process(dsn: str, tmp: Path, rate: int, seconds: float) -> list[float]:
-    async with fresh_schema(dsn) as schema, Workers("jobrunner", 1, dsn, schema, tmp):
-        runner, (_, stamp) = make_runner(dsn, schema)
-        try:
-            await paced(rate, seconds, lambda: stamp.enqueue(time.time()))
-        finally:
-            await runner.aclose()
-        await wait_all_done(dsn, schema)
-        return await latencies_of(dsn, schema)
-
-
-async def latency_in_process(dsn: str, rate: int, seconds: float) -> list[float]:
+async def latency(dsn: str, tmp: str, rate: int, seconds: float, cross_process: bool) -> dict[str, Any]:
     async with fresh_schema(dsn) as schema:
         runner, (_, stamp) = make_runner(dsn, schema)
-        async with runner:
-            await paced(rate, seconds, lambda: stamp.enqueue(time.time()))
-            await runner.run_until_idle()
-        await runner.aclose()
-        return await latencies_of(dsn, schema)
+        if cross_process:
+            async with Workers("jobrunner", 1, dsn, schema, Path(tmp)):
+                try:
+                    await paced(rate, seconds, lambda: stamp.enqueue(time.time()))
+                finally:
+                    await runner.aclose()
+                await wait_all_done(dsn, schema)
+        else:
+            async with runner:
+                await paced(rate, seconds, lambda: stamp.enqueue(time.time()))
+                await runner.run_until_idle()
+        return {"latencies": await latencies_of(dsn, schema)}
 
 
-# --- depth ----------------------------------------------------------------------------------------
-async def at_depth(dsn: str, depth: int, measured: int) -> tuple[float, float]:
-    """Throughput over ``measured`` jobs with ``depth`` lower-priority jobs waiting
-    behind them, and the time to build that backlog."""
+# --- backlog --------------------------------------------------------------------------------------
+async def at_depth(dsn: str, depth: int, measured: int) -> dict[str, Any]:
+    """Throughput over ``measured`` jobs with ``depth`` lower-priority jobs waiting behind them."""
     async with fresh_schema(dsn) as schema:
         conn = await asyncpg.connect(dsn)
         try:
@@ -282,7 +343,7 @@ async def at_depth(dsn: str, depth: int, measured: int) -> tuple[float, float]:
             built = time.perf_counter() - begun
         finally:
             await conn.close()
-        runner = Runner(store=PostgresStore(dsn, schema=schema), concurrency=CONCURRENCY, max_pending=None)
+        runner = Runner(store=PostgresStore(dsn, schema=schema), max_pending=None)
         finished = 0
         done = asyncio.Event()
 
@@ -300,12 +361,12 @@ async def at_depth(dsn: str, depth: int, measured: int) -> tuple[float, float]:
         for start in range(0, measured, 1_000):
             await counted.enqueue_many([Call()] * min(1_000, measured - start))
         async with runner:
-            begun = time.perf_counter()
-            await done.wait()
-            rate = measured / (time.perf_counter() - begun)
-            runner.stop(now=True)
+            with Timer() as t:
+                await done.wait()
+                t.stop()  # at the last completion, before the shutdown
+                runner.stop(now=True)
         await runner.aclose()
-        return rate, built
+        return {**t.figures(measured), "built": built}
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -318,79 +379,133 @@ async def reachable(dsn: str) -> str | None:
     return None
 
 
-async def main(quick: bool, dsn: str) -> int:
-    quiet_logs()
-    problem = await reachable(dsn)
+def one_process_contenders(n: int) -> list[Contender]:
+    def jr(label: str, extra: str | None = None, **kwargs: Any) -> Contender:
+        return Contender(label, "jobrunner_one_process", extra, {"n": n, "options": {}, **kwargs})
+
+    return [
+        Contender(
+            "raw asyncpg batch-100: producer + claimer, one process", "raw_one_process", kwargs={"n": n}
+        ),
+        jr("jobrunner Runner(store=PostgresStore(dsn)), all defaults, enqueue_many(100)  <- headline"),
+        jr(f"  defaults, one enqueue() per job (N={n // 10:,})", n=n // 10, one_by_one=True),
+        jr("  tuned: max_pending=None, instrument=False", options={"max_pending": None, "instrument": False}),
+        jr(f"  extra: defaults {STRUCTLOG_LABEL}", "structlog"),
+        jr(f"  extra: defaults {OTEL_LABEL}", "otel"),
+    ]
+
+
+def main(quick: bool, dsn: str) -> int:
+    problem = asyncio.run(reachable(dsn))
     if problem:
         print(f"PostgreSQL benchmark skipped: no server at {dsn} ({problem})")
         return 0
-    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-    n = 20_000 if quick else 100_000
+    tmp = os.environ.get("TMPDIR", "/tmp")
+    n = 2_000 if quick else 50_000
+    rounds = 1 if quick else 3
     print(
-        f"PostgreSQL store, N={n:,} no-op jobs, producer batches of {BATCH}, worker concurrency {CONCURRENCY}\n"
+        f"PostgreSQL store, no-op jobs, batches of {BATCH}, concurrency {CONCURRENCY}; every figure from"
+        f"\na fresh process (the server is shared by all); medians of {rounds} round(s), contenders alternating."
     )
+    print(defaults_note(), flush=True)
 
-    rows: list[list[object]] = []
-    results: dict[tuple[str, int], float] = {}
-    for procs in (1, 4):
-        for kind, produce in (("raw", raw_produce), ("jobrunner", jobrunner_produce)):
-            results[kind, procs] = await full_cycle(kind, procs, n, dsn, tmp, produce)
-    best_raw = max(results["raw", 1], results["raw", 4])
-    for (kind, procs), rate in results.items():
-        label = "raw asyncpg (claims of 100, SKIP LOCKED)" if kind == "raw" else "jobrunner PostgresStore"
-        rows.append(
-            [f"{label}, {procs} process{'es' if procs > 1 else ''}", f"{rate:,.0f}", f"{rate / best_raw:.2f}"]
-        )
-    print("full cycle: enqueue, claim, run, complete")
-    print(table(rows, ["contender", "jobs/s", "x best raw"]))
-
-    rate, seconds = 1_000, (2.0 if quick else 5.0)
-    cross = await latency_cross_process(dsn, tmp, rate, seconds)
-    local = await latency_in_process(dsn, rate, seconds)
-    print(f"\nenqueue-to-start latency at {rate:,} jobs/s for {seconds:.0f} s")
+    contenders = one_process_contenders(n)
+    samples = run_rounds(__file__, contenders, rounds, dsn=dsn)
+    raw = samples[0]
+    print(f"\none process: N={n:,} jobs enqueued, claimed, run and completed")
     print(
         table(
             [
-                [
-                    label,
-                    f"{len(lat):,}",
-                    f"{percentile(lat, 50) * 1e3:.2f}",
-                    f"{percentile(lat, 99) * 1e3:.2f}",
-                ]
-                for label, lat in (
-                    ("producer in another process (LISTEN/NOTIFY)", cross),
-                    ("producer in the runner's process", local),
-                )
+                [c.label, f"{s.rate:,.0f}", f"{s.rate / raw.rate:.3f}", f"{s.cpu_us:.1f}", f"{s.peak_mb:.0f}"]
+                for c, s in zip(contenders, samples, strict=True)
             ],
-            ["producer", "jobs", "p50 ms", "p99 ms"],
+            ["contender", "jobs/s", "x raw", "CPU us/job", "peak RSS MB"],
         )
     )
+    print(f"\nPostgreSQL, defaults vs raw asyncpg batch-100: {verdict(samples[1].rate / raw.rate, TARGET)}")
 
-    measured = 10_000 if quick else 20_000
-    depths = [1_000, 100_000] if quick else [1_000, 1_000_000]
-    at = {d: await at_depth(dsn, d, measured) for d in depths}
-    base = at[depths[0]][0]
-    print(f"\nthroughput with a backlog waiting behind the {measured:,} measured jobs (1 process)")
+    multi = [
+        Contender(
+            f"{'raw asyncpg' if kind == 'raw' else 'jobrunner, defaults'}: {procs} worker process"
+            + ("es" if procs > 1 else ""),
+            "multi_process",
+            kwargs={"kind": kind, "procs": procs},
+        )
+        for procs in (1, 4)
+        for kind in ("raw", "jobrunner")
+    ]
+    multi_samples = run_rounds(__file__, multi, 1, n=n, dsn=dsn, tmp=tmp)
+    print(f"\nworker processes: a producer process enqueues N={n:,} (batches of 100), workers run them")
+    best_raw = max(s.rate for c, s in zip(multi, multi_samples, strict=True) if c.kwargs["kind"] == "raw")
     print(
         table(
-            [[f"{d:,}", f"{r:,.0f}", f"{r / base:.2f}", f"{b:.1f}"] for d, (r, b) in at.items()],
-            ["queued", "jobs/s", "x 1k", "backlog built in s"],
+            [
+                [c.label, f"{s.rate:,.0f}", f"{s.rate / best_raw:.3f}"]
+                for c, s in zip(multi, multi_samples, strict=True)
+            ],
+            ["contender", "jobs/s", "x best raw"],
+        ),
+        flush=True,
+    )
+
+    rate, seconds = 1_000, (1.0 if quick else 5.0)
+    lat = [
+        (label, run_rounds(__file__, [Contender(label, "latency")], 1, **kw)[0].runs[0]["latencies"])
+        for label, kw in (
+            (
+                "producer in another process (LISTEN/NOTIFY)",
+                {"dsn": dsn, "tmp": tmp, "rate": rate, "seconds": seconds, "cross_process": True},
+            ),
+            (
+                "producer in the runner's process",
+                {"dsn": dsn, "tmp": tmp, "rate": rate, "seconds": seconds, "cross_process": False},
+            ),
+        )
+    ]
+    print(f"\nenqueue-to-start latency at {rate:,} jobs/s for {seconds:.0f} s, defaults")
+    print(
+        table(
+            [
+                [label, f"{len(v):,}", f"{percentile(v, 50) * 1e3:.2f}", f"{percentile(v, 99) * 1e3:.2f}"]
+                for label, v in lat
+            ],
+            ["producer", "jobs", "p50 ms", "p99 ms"],
+        ),
+        flush=True,
+    )
+
+    measured = 2_000 if quick else 20_000
+    depths = [1_000, 10_000] if quick else [1_000, 1_000_000]
+    depth_contenders = [
+        Contender(f"{d:,}", "at_depth", kwargs={"depth": d, "measured": measured}) for d in depths
+    ]
+    at = run_rounds(__file__, depth_contenders, 1, dsn=dsn)
+    print(
+        f"\nthroughput with a backlog waiting behind the {measured:,} measured jobs (1 process);"
+        f"\nRunner(store=..., max_pending=None), otherwise defaults"
+    )
+    print(
+        table(
+            [
+                [c.label, f"{s.rate:,.0f}", f"{s.rate / at[0].rate:.2f}", f"{s.runs[0]['built']:.1f}"]
+                for c, s in zip(depth_contenders, at, strict=True)
+            ],
+            ["queued", "jobs/s", "x first", "backlog built in s"],
         )
     )
     return 0
 
 
 def worker_main(kind: str, dsn: str, schema: str, ready: str) -> None:
-    quiet_logs()
     fn = raw_worker if kind == "raw" else jobrunner_worker
     asyncio.run(fn(dsn, schema, Path(ready)))
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and not serve_child(globals()):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smaller N, for CI smoke runs")
+    parser.add_argument("--quick", action="store_true", help="small N and one round, for smoke runs")
     parser.add_argument("--dsn", default=default_dsn())
     parser.add_argument("--worker", choices=["raw", "jobrunner"], help=argparse.SUPPRESS)
     parser.add_argument("--schema", help=argparse.SUPPRESS)
@@ -399,4 +514,4 @@ if __name__ == "__main__":
     if args.worker:
         worker_main(args.worker, args.dsn, args.schema, args.ready)
     else:
-        sys.exit(asyncio.run(main(args.quick, args.dsn)))
+        sys.exit(main(args.quick, args.dsn))
