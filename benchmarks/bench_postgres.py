@@ -2,25 +2,26 @@
 
 Scenarios (no-op jobs; each measurement in a fresh schema, dropped afterwards):
 
-* one process: N jobs enqueued in batches of 100 while the same process claims,
-  runs and completes them; timed from the first enqueue until the last job is
-  done. The headline row is ``Runner(store=PostgresStore(dsn, schema=<fresh>))``
-  with every default (the schema name is the only option given: it keeps runs
-  apart; concurrency 100, max_pending 10,000, instrumentation on, logging as the
-  app left it, here not configured at all), started, enqueueing with
-  ``enqueue_many`` of 100, then ``run_until_idle()``. Beside it: the same
-  defaults with one ``enqueue()`` per job (fewer jobs: each is a round trip),
-  a tuned row (no backpressure, no instrumentation) and one row for each extra
-  a user may turn on (structlog configured at INFO; an OpenTelemetry SDK). The
-  baseline does the same with bare asyncpg on the same schema, in one process:
-  a producer on one connection inserting batches of 100 with ``INSERT ...
-  unnest``, beside a worker on another claiming 100 at a time with ``FOR UPDATE
-  SKIP LOCKED`` (one statement), running a no-op per job and completing the
-  batch with one ``UPDATE``. Target: jobrunner with defaults at 25% or more of
-  raw batch-100.
-* worker processes: a producer process enqueues batches of 100 while 1 or 4
-  worker processes claim, run and complete them; jobrunner with defaults on
-  both sides, against the raw producer and workers.
+* full cycle: a producer process enqueues N jobs in batches of 100 while 1
+  (or 4) worker processes claim, run and complete them; timed from the first
+  enqueue until the last job is recorded done. The headline row is jobrunner
+  with every default on both sides: ``Runner(store=PostgresStore(dsn,
+  schema=<fresh>))`` (the schema name is the only option given; it keeps runs
+  apart), ``enqueue_many`` of 100 in the producer, ``async with runner`` in the
+  worker; concurrency 100, max_pending 10,000, instrumentation on, logging as
+  the app left it, here not configured at all. Beside it: a tuned row (no
+  backpressure, no instrumentation) and one row for each extra a user may turn
+  on (structlog configured at INFO; an OpenTelemetry SDK), each in both
+  processes. The baseline does the same with bare asyncpg on the same schema:
+  the producer inserts batches of 100 with ``INSERT ... unnest``; the worker
+  claims 100 at a time with ``FOR UPDATE SKIP LOCKED`` (one statement), runs a
+  no-op per job and completes the batch with one ``UPDATE``. Target: jobrunner
+  with defaults, 1 worker process, at 25% or more of raw with 1 worker process.
+* one process: the same work with producer and worker in one process
+  (``async with runner``, ``enqueue_many`` of 100 or ``enqueue()`` per job,
+  ``run_until_idle()``; raw: a producer and a claimer task on two
+  connections). Here the producer outpaces the claims, so a backlog builds,
+  and on a table PostgreSQL has not analyzed yet each claim sorts all of it.
 * latency: enqueue-to-start at a steady 1,000 jobs/s, defaults, with the
   producer in another process (the runner is woken by LISTEN/NOTIFY) and in
   the same one.
@@ -29,8 +30,8 @@ Scenarios (no-op jobs; each measurement in a fresh schema, dropped afterwards):
   runs ``max_pending=None``, otherwise defaults.
 
 Every measurement runs in its own fresh interpreter (``_common.measure``);
-the headline's contenders alternate over rounds; tables show medians, CPU time
-per job of the measuring process (not the server's) and its peak RSS.
+contenders alternate over rounds; tables show medians, and for one process its
+CPU time per job (not the server's) and peak RSS.
 
 Usage: python benchmarks/bench_postgres.py [--quick] [--dsn DSN]
 The DSN defaults to $JOBRUNNER_BENCH_POSTGRES_DSN, then $JOBRUNNER_TEST_POSTGRES_DSN,
@@ -41,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import secrets
 import signal
@@ -57,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import asyncpg
 
 from benchmarks._common import (
+    EXTRAS,
     OTEL_LABEL,
     STRUCTLOG_LABEL,
     Contender,
@@ -204,15 +207,15 @@ async def jobrunner_one_process(
     return t.figures(n)
 
 
-async def jobrunner_worker(dsn: str, schema: str, ready: Path) -> None:
-    runner, _ = make_runner(dsn, schema)
+async def jobrunner_worker(dsn: str, schema: str, ready: Path, options: dict[str, Any]) -> None:
+    runner, _ = make_runner(dsn, schema, **options)
     async with runner:
         ready.write_text("ready")  # noqa: ASYNC240 - a one-shot marker file before the loop starts
         await asyncio.Event().wait()  # until SIGKILL ends the process
 
 
-async def jobrunner_produce(dsn: str, schema: str, n: int) -> None:
-    runner, (noop, _) = make_runner(dsn, schema)
+async def jobrunner_produce(dsn: str, schema: str, n: int, options: dict[str, Any]) -> None:
+    runner, (noop, _) = make_runner(dsn, schema, **options)
     try:
         for start in range(0, n, BATCH):
             await noop.enqueue_many([Call()] * min(BATCH, n - start))
@@ -222,26 +225,28 @@ async def jobrunner_produce(dsn: str, schema: str, n: int) -> None:
 
 # --- driving worker processes ---------------------------------------------------------------------
 class Workers:
-    """``count`` worker processes of ``kind``, started and ready, killed on exit."""
+    """``count`` worker processes of ``kind``, started and ready, killed on exit.
 
-    def __init__(self, kind: str, count: int, dsn: str, schema: str, tmp: Path) -> None:
+    jobrunner workers run ``Runner(**options)`` with ``extra`` (a key of
+    ``EXTRAS``) turned on first, like the producer that starts them.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        count: int,
+        dsn: str,
+        schema: str,
+        tmp: Path,
+        options: dict[str, Any] | None = None,
+        extra: str | None = None,
+    ) -> None:
         self.ready = [tmp / f"{kind}-{schema}-{i}.ready" for i in range(count)]
+        args = ["--worker", kind, "--dsn", dsn, "--schema", schema, "--options", json.dumps(options or {})]
+        if extra:
+            args += ["--extra", extra]
         self.procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    __file__,
-                    "--worker",
-                    kind,
-                    "--dsn",
-                    dsn,
-                    "--schema",
-                    schema,
-                    "--ready",
-                    str(r),
-                ]
-            )
-            for r in self.ready
+            subprocess.Popen([sys.executable, __file__, *args, "--ready", str(r)]) for r in self.ready
         ]
 
     async def __aenter__(self) -> Workers:
@@ -275,12 +280,28 @@ async def wait_all_done(dsn: str, schema: str) -> None:
         await conn.close()
 
 
-async def multi_process(kind: str, procs: int, n: int, dsn: str, tmp: str) -> dict[str, Any]:
-    """This process produces; ``procs`` worker processes claim, run and complete."""
-    produce = raw_produce if kind == "raw" else jobrunner_produce
-    async with fresh_schema(dsn) as schema, Workers(kind, procs, dsn, schema, Path(tmp)):
+async def multi_process(
+    kind: str,
+    procs: int,
+    n: int,
+    dsn: str,
+    tmp: str,
+    options: dict[str, Any] | None = None,
+    worker_extra: str | None = None,
+) -> dict[str, Any]:
+    """This process produces; ``procs`` worker processes claim, run and complete.
+
+    ``measure`` turned the contender's extra on in this process; ``worker_extra``
+    (the same) turns it on in the workers."""
+    async with (
+        fresh_schema(dsn) as schema,
+        Workers(kind, procs, dsn, schema, Path(tmp), options, worker_extra),
+    ):
         with Timer() as t:
-            await produce(dsn, schema, n)
+            if kind == "raw":
+                await raw_produce(dsn, schema, n)
+            else:
+                await jobrunner_produce(dsn, schema, n, options or {})
             await wait_all_done(dsn, schema)
     return t.figures(n)
 
@@ -379,19 +400,34 @@ async def reachable(dsn: str) -> str | None:
     return None
 
 
-def one_process_contenders(n: int) -> list[Contender]:
-    def jr(label: str, extra: str | None = None, **kwargs: Any) -> Contender:
-        return Contender(label, "jobrunner_one_process", extra, {"n": n, "options": {}, **kwargs})
+def worker_contenders() -> list[Contender]:
+    def mp(
+        label: str, kind: str = "jobrunner", procs: int = 1, extra: str | None = None, **options: Any
+    ) -> Contender:
+        kwargs = {"kind": kind, "procs": procs, "options": options, "worker_extra": extra}
+        return Contender(label, "multi_process", extra, kwargs)
 
     return [
-        Contender(
-            "raw asyncpg batch-100: producer + claimer, one process", "raw_one_process", kwargs={"n": n}
+        mp("raw asyncpg batch-100: producer + 1 worker process", "raw"),
+        mp("jobrunner, all defaults: producer + 1 worker process  <- headline"),
+        mp(
+            "  tuned: max_pending=None, instrument=False (both processes)", max_pending=None, instrument=False
         ),
-        jr("jobrunner Runner(store=PostgresStore(dsn)), all defaults, enqueue_many(100)  <- headline"),
-        jr(f"  defaults, one enqueue() per job (N={n // 10:,})", n=n // 10, one_by_one=True),
-        jr("  tuned: max_pending=None, instrument=False", options={"max_pending": None, "instrument": False}),
-        jr(f"  extra: defaults {STRUCTLOG_LABEL}", "structlog"),
-        jr(f"  extra: defaults {OTEL_LABEL}", "otel"),
+        mp(f"  extra: defaults {STRUCTLOG_LABEL}", extra="structlog"),
+        mp(f"  extra: defaults {OTEL_LABEL}", extra="otel"),
+        mp("raw asyncpg batch-100: producer + 4 worker processes", "raw", 4),
+        mp("jobrunner, all defaults: producer + 4 worker processes", procs=4),
+    ]
+
+
+def one_process_contenders(n: int) -> list[Contender]:
+    def jr(label: str, **kwargs: Any) -> Contender:
+        return Contender(label, "jobrunner_one_process", None, {"n": n, "options": {}, **kwargs})
+
+    return [
+        Contender("raw asyncpg batch-100: producer + claimer tasks", "raw_one_process", kwargs={"n": n}),
+        jr("jobrunner, all defaults, enqueue_many(100)"),
+        jr(f"jobrunner, all defaults, one enqueue() per job (N={n // 10:,})", n=n // 10, one_by_one=True),
     ]
 
 
@@ -409,10 +445,35 @@ def main(quick: bool, dsn: str) -> int:
     )
     print(defaults_note(), flush=True)
 
+    contenders = worker_contenders()
+    samples = run_rounds(__file__, contenders, rounds, n=n, dsn=dsn, tmp=tmp)
+    raw = samples[0]
+    print(
+        f"\nfull cycle: a producer process enqueues N={n:,} (batches of 100) while worker processes"
+        f"\nclaim, run and complete them; jobrunner's producer and workers both run the row's configuration"
+    )
+    print(
+        table(
+            [
+                [c.label, f"{s.rate:,.0f}", f"{s.rate / raw.rate:.3f}", f"{s.peak_mb:.0f}"]
+                for c, s in zip(contenders, samples, strict=True)
+            ],
+            ["contender", "jobs/s", "x raw (1 worker)", "producer peak RSS MB"],
+        )
+    )
+    print(
+        f"\nPostgreSQL, defaults vs raw asyncpg batch-100 (1 worker process): "
+        f"{verdict(samples[1].rate / raw.rate, TARGET)}",
+        flush=True,
+    )
+
     contenders = one_process_contenders(n)
     samples = run_rounds(__file__, contenders, rounds, dsn=dsn)
     raw = samples[0]
-    print(f"\none process: N={n:,} jobs enqueued, claimed, run and completed")
+    print(
+        f"\none process enqueues N={n:,} and runs them (a backlog builds while the producer outpaces"
+        f"\nthe claims; claims slow down with it on a table PostgreSQL has not analyzed yet)"
+    )
     print(
         table(
             [
@@ -420,30 +481,6 @@ def main(quick: bool, dsn: str) -> int:
                 for c, s in zip(contenders, samples, strict=True)
             ],
             ["contender", "jobs/s", "x raw", "CPU us/job", "peak RSS MB"],
-        )
-    )
-    print(f"\nPostgreSQL, defaults vs raw asyncpg batch-100: {verdict(samples[1].rate / raw.rate, TARGET)}")
-
-    multi = [
-        Contender(
-            f"{'raw asyncpg' if kind == 'raw' else 'jobrunner, defaults'}: {procs} worker process"
-            + ("es" if procs > 1 else ""),
-            "multi_process",
-            kwargs={"kind": kind, "procs": procs},
-        )
-        for procs in (1, 4)
-        for kind in ("raw", "jobrunner")
-    ]
-    multi_samples = run_rounds(__file__, multi, 1, n=n, dsn=dsn, tmp=tmp)
-    print(f"\nworker processes: a producer process enqueues N={n:,} (batches of 100), workers run them")
-    best_raw = max(s.rate for c, s in zip(multi, multi_samples, strict=True) if c.kwargs["kind"] == "raw")
-    print(
-        table(
-            [
-                [c.label, f"{s.rate:,.0f}", f"{s.rate / best_raw:.3f}"]
-                for c, s in zip(multi, multi_samples, strict=True)
-            ],
-            ["contender", "jobs/s", "x best raw"],
         ),
         flush=True,
     )
@@ -496,9 +533,13 @@ def main(quick: bool, dsn: str) -> int:
     return 0
 
 
-def worker_main(kind: str, dsn: str, schema: str, ready: str) -> None:
-    fn = raw_worker if kind == "raw" else jobrunner_worker
-    asyncio.run(fn(dsn, schema, Path(ready)))
+def worker_main(kind: str, dsn: str, schema: str, ready: str, options: str, extra: str | None) -> None:
+    if kind == "raw":
+        asyncio.run(raw_worker(dsn, schema, Path(ready)))
+        return
+    if extra:
+        EXTRAS[extra]()
+    asyncio.run(jobrunner_worker(dsn, schema, Path(ready), json.loads(options)))
 
 
 if __name__ == "__main__" and not serve_child(globals()):
@@ -510,8 +551,10 @@ if __name__ == "__main__" and not serve_child(globals()):
     parser.add_argument("--worker", choices=["raw", "jobrunner"], help=argparse.SUPPRESS)
     parser.add_argument("--schema", help=argparse.SUPPRESS)
     parser.add_argument("--ready", help=argparse.SUPPRESS)
+    parser.add_argument("--options", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--extra", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker_main(args.worker, args.dsn, args.schema, args.ready)
+        worker_main(args.worker, args.dsn, args.schema, args.ready, args.options, args.extra)
     else:
         sys.exit(main(args.quick, args.dsn))
