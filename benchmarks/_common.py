@@ -269,8 +269,8 @@ def run_rounds(script: str, contenders: Sequence[Contender], rounds: int, **comm
 
 
 def verdict(ratio: float, target: float) -> str:
-    """``0.42 (target >= 0.30: met)``."""
-    return f"{ratio:.2f} (target >= {target:.2f}: {'met' if ratio >= target else 'NOT met'})"
+    """``0.421 (target >= 0.30: met)``; three digits, so a miss never prints as the target."""
+    return f"{ratio:.3f} (target >= {target:.2f}: {'met' if ratio >= target else 'NOT met'})"
 
 
 def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
