@@ -1,16 +1,30 @@
-"""Memory-store benchmark: jobrunner against bare asyncio and aiojobs, in one run.
+"""Memory-store benchmark: jobrunner as a user gets it, beside tuned setups, bare asyncio and aiojobs.
 
-Scenarios (N no-op async jobs, concurrency 100):
+Scenarios (no-op async jobs, concurrency 100):
 
-* enqueue-all-then-run: enqueue N jobs, then run them all;
-* steady: a producer enqueues N jobs while the workers run (backpressure on);
-* latency: enqueue-to-start at a steady 10,000 jobs/s;
-* depth: throughput while the queue holds 1k, 100k or 1M jobs;
-* memory: bytes of RSS per queued job.
+* throughput: enqueue N jobs one ``await noop.enqueue()`` at a time into a
+  started runner, then ``await runner.run_until_idle()``; timed from the first
+  enqueue to the last completion. The headline row is ``Runner()`` with every
+  default (max_pending 10,000, so the producer waits for room; instrumentation
+  on; the default ``MemoryStore()``; logging as the app left it, here not
+  configured at all). Beside it: tuned rows (no backpressure, no
+  instrumentation, one ``enqueue_many``) and one row for each extra a user may
+  turn on (structlog configured at INFO; an OpenTelemetry SDK). Baselines: 100
+  worker tasks reading an ``asyncio.PriorityQueue(maxsize=10,000)`` (jobrunner
+  orders by priority and bounds its queue at the same size), and
+  ``aiojobs.Scheduler(limit=100)`` with its defaults.
+* latency: enqueue-to-start at a steady 10,000 jobs/s (a contender that cannot
+  keep up shows it in its p99).
+* backlog: throughput while 1k, 100k or 1M jobs wait (each job enqueues its
+  successor). A backlog beyond the default max_pending would block every
+  refill, so this scenario runs ``Runner(max_pending=None)``.
+* memory: bytes of RSS per queued job, ``Runner()`` with M jobs enqueued by
+  one ``enqueue_many`` before it starts.
 
-jobrunner runs with everything on: priorities, the default 300 s timeout and
-retries, a job context per attempt, results kept. The baseline is an
-``asyncio.PriorityQueue`` feeding 100 long-lived worker tasks.
+Every measurement runs in its own fresh interpreter (``_common.measure``);
+contenders alternate over rounds in a rotating order; the tables show medians,
+CPU time per job (all threads; steadier than wall time on a shared machine)
+and the peak RSS of the measuring process.
 
 Usage: python benchmarks/bench_memory.py [--quick]
 """
@@ -19,100 +33,109 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import itertools
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import Timer, percentile, quiet_logs, rss_bytes, table
-from jobrunner import MemoryStore, Runner
+from benchmarks._common import (
+    OTEL_LABEL,
+    STRUCTLOG_LABEL,
+    Contender,
+    Samples,
+    Timer,
+    defaults_note,
+    percentile,
+    rss_bytes,
+    run_rounds,
+    serve_child,
+    table,
+)
 
 CONCURRENCY = 100
+PENDING = 10_000  # jobrunner's default max_pending, and aiojobs' default pending_limit
 
 
-# --- bare asyncio ------------------------------------------------------------------
-async def baseline_all_then_run(n: int) -> float:
-    queue: asyncio.PriorityQueue[tuple[int, int, Callable[[], Awaitable[None]]]] = asyncio.PriorityQueue()
-    done = asyncio.Event()
-    count = 0
+async def noop() -> None:
+    pass
 
-    async def noop() -> None:
-        pass
+
+# --- baselines -------------------------------------------------------------------------
+async def bare_asyncio(n: int) -> dict[str, Any]:
+    queue: asyncio.PriorityQueue[tuple[int, int, Any]] = asyncio.PriorityQueue(maxsize=PENDING)
 
     async def worker() -> None:
-        nonlocal count
         while True:
             _, _, fn = await queue.get()
             await fn()
-            count += 1
-            if count == n:
-                done.set()
-
-    with Timer() as t:
-        for i in range(n):
-            queue.put_nowait((0, i, noop))
-        workers = [asyncio.create_task(worker()) for _ in range(CONCURRENCY)]
-        await done.wait()
-    for w in workers:
-        w.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
-    return n / t.seconds
-
-
-async def baseline_steady(n: int) -> float:
-    queue: asyncio.PriorityQueue[tuple[int, int, Callable[[], Awaitable[None]]]] = asyncio.PriorityQueue(
-        maxsize=10_000
-    )
-    done = asyncio.Event()
-    count = 0
-
-    async def noop() -> None:
-        pass
-
-    async def worker() -> None:
-        nonlocal count
-        while True:
-            _, _, fn = await queue.get()
-            await fn()
-            count += 1
-            if count == n:
-                done.set()
-
-    with Timer() as t:
-        workers = [asyncio.create_task(worker()) for _ in range(CONCURRENCY)]
-        for i in range(n):
-            await queue.put((0, i, noop))
-        await done.wait()
-    for w in workers:
-        w.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
-    return n / t.seconds
-
-
-async def baseline_latency(rate: int, seconds: float) -> list[float]:
-    queue: asyncio.PriorityQueue[tuple[int, int, float]] = asyncio.PriorityQueue()
-    latencies: list[float] = []
-
-    async def worker() -> None:
-        while True:
-            _, _, t0 = await queue.get()
-            latencies.append(time.perf_counter() - t0)
+            queue.task_done()
 
     workers = [asyncio.create_task(worker()) for _ in range(CONCURRENCY)]
-    seq = itertools.count()
-    await _paced(rate, seconds, lambda: queue.put_nowait((0, next(seq), time.perf_counter())))
-    await asyncio.sleep(0.05)
+    with Timer() as t:
+        for i in range(n):
+            await queue.put((0, i, noop))
+        await queue.join()
     for w in workers:
         w.cancel()
     await asyncio.gather(*workers, return_exceptions=True)
-    return latencies
+    return t.figures(n)
 
 
+async def aiojobs_defaults(n: int) -> dict[str, Any]:
+    import aiojobs
+
+    scheduler = aiojobs.Scheduler(limit=CONCURRENCY)
+    with Timer() as t:
+        for _ in range(n):
+            await scheduler.spawn(noop())
+        await scheduler.wait_and_close()
+    return t.figures(n)
+
+
+# --- jobrunner -------------------------------------------------------------------------
+async def jobrunner_run(n: int, options: dict[str, Any], batched: bool = False) -> dict[str, Any]:
+    """``Runner(**options)``: N enqueues (or one enqueue_many) into the started runner, then idle."""
+    from jobrunner import Runner
+
+    runner = Runner(**options)
+
+    @runner.job
+    async def noop() -> None:
+        pass
+
+    async with runner:
+        with Timer() as t:
+            if batched:
+                await noop.enqueue_many([()] * n)
+            else:
+                for _ in range(n):
+                    await noop.enqueue()
+            await runner.run_until_idle()
+    return t.figures(n)
+
+
+def throughput_contenders() -> list[Contender]:
+    def jr(label: str, extra: str | None = None, batched: bool = False, **options: Any) -> Contender:
+        return Contender(label, "jobrunner_run", extra, {"options": options, "batched": batched})
+
+    return [
+        Contender("bare asyncio: PriorityQueue(maxsize=10,000) + 100 tasks", "bare_asyncio"),
+        Contender("aiojobs.Scheduler(limit=100), other defaults", "aiojobs_defaults"),
+        jr("jobrunner Runner(), all defaults  <- headline"),
+        jr("  tuned: Runner(max_pending=None)", max_pending=None),
+        jr("  tuned: Runner(instrument=False)", instrument=False),
+        jr("  tuned: Runner(max_pending=None, instrument=False)", max_pending=None, instrument=False),
+        jr("  tuned: Runner(), one enqueue_many(N calls)", batched=True),
+        jr(f"  extra: Runner() {STRUCTLOG_LABEL}", "structlog"),
+        jr(f"  extra: Runner() {OTEL_LABEL}", "otel"),
+    ]
+
+
+# --- latency ---------------------------------------------------------------------------
 async def _paced(rate: int, seconds: float, emit: Callable[[], Any]) -> None:
     """Call ``emit`` ``rate`` times a second for ``seconds``, in 1 ms ticks."""
     total = int(rate * seconds)
@@ -128,71 +151,39 @@ async def _paced(rate: int, seconds: float, emit: Callable[[], Any]) -> None:
         await asyncio.sleep(0.001)
 
 
-# --- aiojobs ---------------------------------------------------------------------------
-async def aiojobs_run(n: int, pending_limit: int) -> float:
-    import aiojobs
-
-    done = asyncio.Event()
-    count = 0
-
-    async def noop() -> None:
-        nonlocal count
-        count += 1
-        if count == n:
-            done.set()
-
-    scheduler = aiojobs.Scheduler(limit=CONCURRENCY, pending_limit=pending_limit)
-    with Timer() as t:
-        for _ in range(n):
-            await scheduler.spawn(noop())
-        await done.wait()
-    await scheduler.close()
-    return n / t.seconds
+def _latency_figures(latencies: list[float]) -> dict[str, Any]:
+    return {
+        "jobs": len(latencies),
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+        "max": max(latencies),
+    }
 
 
-# --- jobrunner -------------------------------------------------------------------------
-def make_runner(**kwargs: Any) -> tuple[Runner, Any]:
-    runner = Runner(store=MemoryStore(max_finished=200_000), concurrency=CONCURRENCY, **kwargs)
+async def bare_asyncio_latency(rate: int, seconds: float) -> dict[str, Any]:
+    queue: asyncio.PriorityQueue[tuple[int, int, float]] = asyncio.PriorityQueue(maxsize=PENDING)
+    latencies: list[float] = []
 
-    @runner.job
-    async def noop() -> None:
-        pass
+    async def worker() -> None:
+        while True:
+            _, _, t0 = await queue.get()
+            latencies.append(time.perf_counter() - t0)
+            queue.task_done()
 
-    return runner, noop
-
-
-async def jobrunner_all_then_run(n: int) -> float:
-    runner, noop = make_runner(max_pending=None)
-    async with runner:
-        with Timer() as t:
-            for _ in range(n):
-                await noop.enqueue()
-            await runner.run_until_idle()
-    return n / t.seconds
-
-
-async def jobrunner_all_then_run_batched(n: int) -> float:
-    runner, noop = make_runner(max_pending=None)
-    calls = [()] * n
-    async with runner:
-        with Timer() as t:
-            await noop.enqueue_many(calls)
-            await runner.run_until_idle()
-    return n / t.seconds
+    workers = [asyncio.create_task(worker()) for _ in range(CONCURRENCY)]
+    seq = itertools.count()
+    await _paced(rate, seconds, lambda: queue.put((0, next(seq), time.perf_counter())))
+    await queue.join()
+    for w in workers:
+        w.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    return _latency_figures(latencies)
 
 
-async def jobrunner_steady(n: int) -> float:
-    runner, noop = make_runner(max_pending=10_000)
-    async with runner:
-        with Timer() as t:
-            for _ in range(n):
-                await noop.enqueue()
-            await runner.run_until_idle()
-    return n / t.seconds
+async def jobrunner_latency(rate: int, seconds: float) -> dict[str, Any]:
+    from jobrunner import Runner
 
-
-async def jobrunner_latency(rate: int, seconds: float) -> list[float]:
-    runner = Runner(concurrency=CONCURRENCY)
+    runner = Runner()
     latencies: list[float] = []
 
     @runner.job
@@ -202,12 +193,23 @@ async def jobrunner_latency(rate: int, seconds: float) -> list[float]:
     async with runner:
         await _paced(rate, seconds, lambda: stamp.enqueue(time.perf_counter()))
         await runner.run_until_idle()
-    return latencies
+    return _latency_figures(latencies)
 
 
-async def jobrunner_at_depth(depth: int, measured: int) -> float:
+LATENCY_CONTENDERS = [
+    Contender("bare asyncio: PriorityQueue(maxsize=10,000) + 100 tasks", "bare_asyncio_latency"),
+    Contender("jobrunner Runner(), all defaults", "jobrunner_latency"),
+    Contender(f"  extra: Runner() {STRUCTLOG_LABEL}", "jobrunner_latency", "structlog"),
+    Contender(f"  extra: Runner() {OTEL_LABEL}", "jobrunner_latency", "otel"),
+]
+
+
+# --- backlog and memory ----------------------------------------------------------------
+async def jobrunner_at_depth(depth: int, measured: int) -> dict[str, Any]:
     """Throughput over ``measured`` jobs while ``depth`` jobs wait behind them."""
-    runner = Runner(store=MemoryStore(max_finished=10_000), concurrency=CONCURRENCY, max_pending=None)
+    from jobrunner import Runner
+
+    runner = Runner(max_pending=None)
     finished = 0
     done = asyncio.Event()
 
@@ -221,96 +223,123 @@ async def jobrunner_at_depth(depth: int, measured: int) -> float:
         await refill.enqueue()
 
     await refill.enqueue_many([()] * depth)
-    gc.collect()
     async with runner:
         with Timer() as t:
             await done.wait()
-        runner.stop()
-    return measured / t.seconds
+        runner.stop(now=True)
+    return t.figures(measured)
 
 
-async def jobrunner_memory_per_job(n: int) -> float:
-    runner, noop = make_runner(max_pending=None)
-    gc.collect()
+async def jobrunner_memory_per_job(m: int) -> dict[str, Any]:
+    from jobrunner import Runner
+
+    runner = Runner()
+
+    @runner.job
+    async def noop() -> None:
+        pass
+
+    # One batch, into an empty queue: a batch larger than max_pending is admitted only there.
     before = rss_bytes()
-    handles = await noop.enqueue_many([()] * n)
+    handles = await noop.enqueue_many([()] * m)
     del handles
-    gc.collect()
     after = rss_bytes()
-    assert await runner.store.count_pending() == n
-    return (after - before) / n
+    assert await runner.store.count_pending() == m
+    return {"per_job": (after - before) / m}
 
 
-async def main(quick: bool) -> None:
-    quiet_logs()
-    n = 20_000 if quick else 100_000
-    print(f"memory store, N={n:,} no-op jobs, concurrency {CONCURRENCY}\n")
+# --- report ----------------------------------------------------------------------------
+def throughput_rows(contenders: list[Contender], samples: list[Samples]) -> list[list[object]]:
+    base, aio = samples[0], samples[1]
+    return [
+        [
+            c.label,
+            f"{s.rate:,.0f}",
+            f"{s.rate / base.rate:.3f}",
+            f"{s.rate / aio.rate:.2f}",
+            f"{s.cpu_us:.1f}",
+            f"{s.peak_mb:.0f}",
+        ]
+        for c, s in zip(contenders, samples, strict=True)
+    ]
 
-    base_all = await baseline_all_then_run(n)
-    rows: list[list[object]] = [["bare asyncio (PriorityQueue + 100 tasks)", f"{base_all:,.0f}", "1.00"]]
-    for label, fn in (
-        ("jobrunner, enqueue() each", jobrunner_all_then_run),
-        ("jobrunner, enqueue_many()", jobrunner_all_then_run_batched),
-    ):
-        rate = await fn(n)
-        rows.append([label, f"{rate:,.0f}", f"{rate / base_all:.2f}"])
-    aio_all = await aiojobs_run(n, n + 1)
-    rows.append(["aiojobs (spawn all, pending_limit=N)", f"{aio_all:,.0f}", f"{aio_all / base_all:.2f}"])
-    print("enqueue all, then run")
-    print(table(rows, ["contender", "jobs/s", "x baseline"]))
 
-    base_steady = await baseline_steady(n)
-    jr_steady = await jobrunner_steady(n)
-    aio_steady = await aiojobs_run(n, 10_000)
-    print("\nsteady (producer and workers together, 10,000 pending at most)")
+def main(quick: bool) -> None:
+    n = 2_000 if quick else 100_000
+    rounds = 1 if quick else 3
+    print(
+        f"memory store, no-op jobs, concurrency {CONCURRENCY}; every figure from a fresh process,"
+        f"\ncontenders alternating; medians of {rounds} round(s)."
+    )
+    print(defaults_note(), flush=True)
+
+    contenders = throughput_contenders()
+    samples = run_rounds(__file__, contenders, rounds, n=n)
+    print(f"\nthroughput: N={n:,} enqueue() calls into a started runner, then run_until_idle()")
     print(
         table(
-            [
-                ["bare asyncio (maxsize=10,000)", f"{base_steady:,.0f}", "1.00"],
-                ["jobrunner (max_pending=10,000)", f"{jr_steady:,.0f}", f"{jr_steady / base_steady:.2f}"],
-                ["aiojobs (pending_limit=10,000)", f"{aio_steady:,.0f}", f"{aio_steady / base_steady:.2f}"],
-            ],
-            ["contender", "jobs/s", "x baseline"],
-        )
+            throughput_rows(contenders, samples),
+            ["contender", "jobs/s", "x asyncio", "x aiojobs", "CPU us/job", "peak RSS MB"],
+        ),
+        flush=True,
     )
 
-    seconds = 1.0 if quick else 3.0
-    base_lat = await baseline_latency(10_000, seconds)
-    jr_lat = await jobrunner_latency(10_000, seconds)
-    print("\nenqueue-to-start latency at 10,000 jobs/s")
+    rate, seconds = 10_000, (0.5 if quick else 3.0)
+    lat = run_rounds(__file__, LATENCY_CONTENDERS, rounds, rate=rate, seconds=seconds)
+    print(f"\nenqueue-to-start latency at {rate:,} jobs/s for {seconds} s (medians over rounds)")
+
     print(
         table(
             [
                 [
-                    label,
-                    f"{len(lat):,}",
-                    f"{percentile(lat, 50) * 1e6:,.0f}",
-                    f"{percentile(lat, 99) * 1e6:,.0f}",
+                    c.label,
+                    f"{s.median('jobs'):,.0f}",
+                    f"{s.median('p50') * 1e6:,.0f}",
+                    f"{s.median('p99') * 1e6:,.0f}",
+                    f"{s.median('max') * 1e6:,.0f}",
                 ]
-                for label, lat in (("bare asyncio", base_lat), ("jobrunner", jr_lat))
+                for c, s in zip(LATENCY_CONTENDERS, lat, strict=True)
             ],
-            ["contender", "jobs", "p50 us", "p99 us"],
-        )
+            ["contender", "jobs", "p50 us", "p99 us", "max us"],
+        ),
+        flush=True,
     )
 
-    depths = [1_000, 100_000] if quick else [1_000, 100_000, 1_000_000]
-    measured = 20_000 if quick else 100_000
-    rates = {d: await jobrunner_at_depth(d, measured) for d in depths}
-    print(f"\nthroughput with a backlog (each job enqueues the next; {measured:,} measured)")
+    depths = [1_000, 10_000] if quick else [1_000, 100_000, 1_000_000]
+    measured = 2_000 if quick else 100_000
+    depth_contenders = [
+        Contender(f"{d:,}", "jobrunner_at_depth", kwargs={"depth": d, "measured": measured}) for d in depths
+    ]
+    at = run_rounds(__file__, depth_contenders, 1)
+    print(f"\nthroughput with a backlog: Runner(max_pending=None), otherwise defaults; {measured:,} measured")
     print(
         table(
-            [[f"{d:,}", f"{r:,.0f}", f"{r / rates[depths[0]]:.2f}"] for d, r in rates.items()],
-            ["queued", "jobs/s", "x 1k"],
-        )
+            [
+                [
+                    c.label,
+                    f"{s.rate:,.0f}",
+                    f"{s.rate / at[0].rate:.2f}",
+                    f"{s.cpu_us:.1f}",
+                    f"{s.peak_mb:.0f}",
+                ]
+                for c, s in zip(depth_contenders, at, strict=True)
+            ],
+            ["queued", "jobs/s", "x first", "CPU us/job", "peak RSS MB"],
+        ),
+        flush=True,
     )
 
-    per_job = await jobrunner_memory_per_job(200_000 if quick else 1_000_000)
-    print(f"\nmemory per queued job: {per_job:,.0f} bytes (RSS growth / jobs)")
+    m = 20_000 if quick else 1_000_000
+    (mem,) = run_rounds(__file__, [Contender("memory", "jobrunner_memory_per_job", kwargs={"m": m})], 1)
+    print(
+        f"\nmemory per queued job, Runner() with {m:,} jobs from one enqueue_many(): "
+        f"{mem.runs[0]['per_job']:,.0f} bytes (RSS growth / jobs)"
+    )
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and not serve_child(globals()):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="smaller N, for CI smoke runs")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--quick", action="store_true", help="small N and one round, for smoke runs")
+    main(parser.parse_args().quick)

@@ -1,7 +1,10 @@
 """Run every benchmark script in this folder, one after another (``make bench``).
 
-Each script prints its own table with ratios to a baseline measured in the same
-run. Pass ``--quick`` to run each with smaller sizes.
+Each script prints its own tables with ratios to a baseline measured in the
+same run; its default rows leave logging as a user gets it, so whatever
+jobrunner prints by default is interleaved with them on stdout. Pass
+``--quick`` to run each with small sizes. A script that fails does not stop
+the others; the exit status says whether any did.
 """
 
 from __future__ import annotations
