@@ -438,6 +438,25 @@ def test_help_lists_every_command(jobrunner: Run) -> None:
         assert f"    {command}" in result.stdout
 
 
+@pytest.mark.parametrize(
+    "program",
+    [[str(Path(sys.executable).with_name("jobrunner"))], [sys.executable, "-m", "jobrunner.cli"]],
+    ids=["console-script", "python-m-jobrunner-cli"],
+)
+def test_every_way_of_starting_the_command_runs_it(app_dir: Path, program: list[str]) -> None:
+    # The console script is pyproject's entry point (jobrunner.cli:main); `python -m jobrunner` is above.
+    result = subprocess.run(
+        [*program, "--help"],
+        cwd=app_dir,
+        env=environment(app_dir),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: jobrunner ")
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_of_each_command_shows_examples(jobrunner: Run, command: str) -> None:
     result = jobrunner(*command.split(), "--help")
