@@ -35,7 +35,9 @@ _log = get_logger("jobrunner.cli")
 # --- worker ------------------------------------------------------------------------------------------
 async def cmd_worker(args: argparse.Namespace, out: Output) -> int:
     runner = load_app(args)
-    configure(runner, store=args.store, concurrency=args.concurrency, consume=args.queues)
+    # --store-give-up never is None, so only a flag given may reach configure().
+    give_up = {"store_give_up": args.store_give_up} if "store_give_up" in vars(args) else {}
+    configure(runner, store=args.store, concurrency=args.concurrency, consume=args.queues, **give_up)
     # Before the store opens: if opening hangs or fails, the log says what it was opening.
     _log.info(
         "worker starting", app=args.app, store=_shown(args.store, runner.store), queues=args.queues or "all"

@@ -73,19 +73,30 @@ def whole_number(minimum: int, maximum: int | None = None) -> Callable[[str], in
 def seconds(*, zero: bool) -> Callable[[str], float]:
     """An option type: a finite number of seconds, > 0 (or >= 0 with ``zero``)."""
     allowed = "a number of seconds >= 0" if zero else "a number of seconds > 0"
+    return lambda text: _seconds(text, zero=zero, allowed=allowed)
 
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
-        if value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(f"must be {allowed}, not {text}")
-        return value
 
-    return parse
+NEVER = "never"
+"""The word that turns a time limit off (``--store-give-up never``)."""
+
+
+def seconds_or_never(text: str) -> float | None:
+    """An option type: a number of seconds > 0, or ``never`` for no limit (None)."""
+    if text.strip().lower() == NEVER:
+        return None
+    return _seconds(text, zero=False, allowed=f"a number of seconds > 0, or {NEVER}")
+
+
+def _seconds(text: str, *, zero: bool, allowed: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, not {text!r}")
+    if value < 0 or (value == 0 and not zero):
+        raise argparse.ArgumentTypeError(f"must be {allowed}, not {text}")
+    return value
 
 
 def non_empty(text: str) -> str:

@@ -14,7 +14,16 @@ from typing import TYPE_CHECKING, Any
 from jobrunner.cli._commands import STATS_INTERVAL, cmd_cron_list, cmd_enqueue, cmd_stats, cmd_worker
 from jobrunner.cli._errors import EXIT_CODES
 from jobrunner.cli._jobs import cmd_jobs_cancel, cmd_jobs_list, cmd_jobs_purge, cmd_jobs_retry, cmd_jobs_show
-from jobrunner.cli._options import PRIORITY, duration, non_empty, queue_names, seconds, status, whole_number
+from jobrunner.cli._options import (
+    PRIORITY,
+    duration,
+    non_empty,
+    queue_names,
+    seconds,
+    seconds_or_never,
+    status,
+    whole_number,
+)
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -33,7 +42,8 @@ logging (stderr):
 EXAMPLES = {
     "worker": "examples:\n  jobrunner worker myapp.jobs:runner\n"
     "  jobrunner worker myapp.jobs:runner --concurrency 20 --queues emails,images --log-format json\n"
-    "  jobrunner worker myapp.jobs:runner --job-logs",
+    "  jobrunner worker myapp.jobs:runner --job-logs\n"
+    "  jobrunner worker myapp.jobs:runner --store-give-up 600",
     "enqueue": "examples:\n  jobrunner enqueue myapp.jobs:runner send_email --args '[\"ada@example.com\"]'\n"
     "  jobrunner enqueue myapp.jobs:runner resize --kwargs '{\"image_id\": 42}' --delay 60 --wait",
     "jobs": "examples:\n  jobrunner jobs list --store sqlite:///var/jobs.db --status dead\n"
@@ -105,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=whole_number(1), help="jobs running at once")
     worker.add_argument("--queues", type=queue_names, help="only these queues, comma-separated")
     worker.add_argument("--store", help="store URL overriding the runner's")
+    worker.add_argument(
+        "--store-give-up",
+        type=seconds_or_never,
+        metavar="SECONDS",
+        # Left out, the attribute is absent and the runner keeps its own (None means never).
+        default=argparse.SUPPRESS,
+        help="once the store has failed this many seconds without a break, drain and exit 1; "
+        "'never' retries for ever (default: the runner's store_give_up, 120 s unless the app sets it)",
+    )
     worker.add_argument("--log-format", choices=["console", "json"], help="console (default) or JSON lines")
     worker.add_argument(
         "--log-level",
