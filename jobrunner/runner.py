@@ -131,6 +131,12 @@ def _non_negative(value: float, what: str) -> float:
     return float(value)
 
 
+def _give_up(value: float | None) -> float | None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not value > 0):
+        raise ValueError(f"Runner(store_give_up={value!r}): must be seconds > 0, or None")
+    return value
+
+
 async def _shielded(fn: Callable[[], Awaitable[None]]) -> None:
     with anyio.CancelScope(shield=True):
         await fn()
@@ -236,13 +242,7 @@ class Runner:
         if max_payload is not None:
             _positive_int(max_payload, "max_payload")
         self._max_payload = max_payload
-        if store_give_up is not None and (
-            isinstance(store_give_up, bool)
-            or not isinstance(store_give_up, int | float)
-            or not store_give_up > 0
-        ):
-            raise ValueError(f"Runner(store_give_up={store_give_up!r}): must be seconds > 0, or None")
-        self._store_give_up = store_give_up
+        self._store_give_up = _give_up(store_give_up)
         self._store_health: StoreHealth | None = None
         self.clock: Clock = clock or SystemClock()
         self.worker_id = worker_id or _default_worker_id()
@@ -278,10 +278,12 @@ class Runner:
         store: Store | str | None = None,
         concurrency: int | None = None,
         consume: Iterable[str] | None = None,
+        store_give_up: float | None = _UNSET,
     ) -> None:
         """Change deployment settings before the runner starts (what the CLI's flags do).
 
-        None leaves a setting as it is.
+        None leaves a setting as it is, except ``store_give_up``, where None means
+        never give up (as in ``Runner()``); left out, it stays as it is.
         """
         if self._stack is not None:
             raise RuntimeError("configure() the runner before it starts, not while it runs")
@@ -296,6 +298,8 @@ class Runner:
             if not names or not all(names):
                 raise ValueError(f"consume={list(consume)!r}: name at least one non-empty queue")
             self._consume = names
+        if store_give_up is not _UNSET:
+            self._store_give_up = _give_up(store_give_up)
 
     # registration ------------------------------------------------------------
     @overload

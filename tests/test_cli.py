@@ -31,6 +31,7 @@ import pytest
 from jobrunner import Abort, JobRecord, JobStatus, Runner
 from jobrunner.stores.sqlite import SQLiteStore
 from jobrunner.testing import FakeClock
+from tests.sqlite_support import damage_the_ready_index
 
 ROOT = Path(__file__).resolve().parent.parent
 TIMEOUT = 30.0
@@ -436,6 +437,25 @@ def test_help_lists_every_command(jobrunner: Run) -> None:
     assert result.returncode == 0, result.stderr
     for command in ("worker", "enqueue", "jobs", "stats", "cron"):
         assert f"    {command}" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "program",
+    [[str(Path(sys.executable).with_name("jobrunner"))], [sys.executable, "-m", "jobrunner.cli"]],
+    ids=["console-script", "python-m-jobrunner-cli"],
+)
+def test_every_way_of_starting_the_command_runs_it(app_dir: Path, program: list[str]) -> None:
+    # The console script is pyproject's entry point (jobrunner.cli:main); `python -m jobrunner` is above.
+    result = subprocess.run(
+        [*program, "--help"],
+        cwd=app_dir,
+        env=environment(app_dir),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: jobrunner ")
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -1066,6 +1086,10 @@ worker cliapp:runner --queues=                   | --queues: name at least one q
 worker cliapp:runner --queues ,                  | --queues: name at least one queue, e.g. emails,images
 worker cliapp:runner --queues emails,,images     | --queues: empty queue name in 'emails,,images'
 worker cliapp:runner --log-level loud            | --log-level: invalid choice: 'loud'
+worker cliapp:runner --store-give-up 0           | --store-give-up: must be a number of seconds > 0, or never, not 0
+worker cliapp:runner --store-give-up -5          | --store-give-up: must be a number of seconds > 0, or never, not -5
+worker cliapp:runner --store-give-up inf         | --store-give-up: must be a number of seconds > 0, or never, not 'inf'
+worker cliapp:runner --store-give-up soon        | --store-give-up: must be a number of seconds > 0, or never, not 'soon'
 enqueue cliapp:runner add --wait --timeout -1    | --timeout: must be a number of seconds > 0, not -1
 enqueue cliapp:runner add --wait --timeout 0     | --timeout: must be a number of seconds > 0, not 0
 enqueue cliapp:runner add --wait --timeout nan   | --timeout: must be a number of seconds > 0, not 'nan'
@@ -1121,6 +1145,33 @@ def test_worker_whose_store_keeps_failing_exits_1_with_one_line(jobrunner: Run, 
         "jobrunner: error: the SQLite store /var/jobs.db kept failing for 60 s: "
         "database disk image is malformed\n"
     )
+
+
+def test_worker_store_give_up_stops_a_worker_whose_claims_always_fail(jobrunner: Run, tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+
+    async def enqueue() -> None:
+        runner = Runner(SQLiteStore(db), instrument=False)
+        add = runner.declare("add")
+        for n in range(3):
+            await add.enqueue(n, n)
+        await runner.aclose()
+
+    asyncio.run(enqueue())
+    damage_the_ready_index(db)  # the file opens; every claim fails as "database disk image is malformed"
+    began = time.monotonic()
+
+    # cliapp's runner would retry for its default 120 s; the flag says 1.
+    result = jobrunner("worker", "cliapp:runner", "--store", url(db), "--store-give-up", "1")
+
+    took = time.monotonic() - began
+    assert (result.returncode, result.stdout) == (1, ""), result.stderr
+    assert took < WITHIN, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("jobrunner: error: ")]
+    assert len(errors) == 1, result.stderr
+    assert result.stderr.endswith(errors[0] + "\n")
+    assert re.search(r"has failed for \d+ s without a break", errors[0]), errors[0]
+    assert "database disk image is malformed" in errors[0]
 
 
 def test_ctrl_c_while_enqueue_waits_exits_130_and_names_the_job(app_dir: Path, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from jobrunner.stores import sqlite as sqlite_module
 from jobrunner.stores.sqlite import MIGRATIONS, SQLiteStore
 from jobrunner.testing import FakeClock, drain
 from tests.helpers import serving, until
-from tests.sqlite_support import open_sqlite_store
+from tests.sqlite_support import damage_the_ready_index, open_sqlite_store
 
 NOW = 1_750_000_000.0
 PROCS = Path(__file__).resolve().parent / "procs"
@@ -319,21 +319,6 @@ async def test_hot_queries_seek_an_index_and_never_scan_or_sort(tmp_path: Path, 
 
 
 # --- a damaged file ------------------------------------------------------------------------------------
-
-
-def damage_the_ready_index(db: Path) -> None:
-    """Write garbage over the root page of the index claims read. The file still
-    opens (its schema pages are intact); every claim fails as SQLITE_CORRUPT."""
-    with sqlite3.connect(db) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        page_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        (root,) = conn.execute(
-            "SELECT rootpage FROM sqlite_master WHERE name = 'jobrunner_jobs_ready'"
-        ).fetchone()
-    conn.close()
-    with open(db, "r+b") as file:
-        file.seek((root - 1) * page_size)
-        file.write(b"\xa5" * page_size)
 
 
 async def damaged_file(tmp_path: Path, jobs: int = 2_000) -> Path:

@@ -431,3 +431,37 @@ async def test_a_stop_waits_for_a_store_that_refuses_outcomes_no_longer_than_sto
 def test_store_give_up_must_be_positive_seconds_or_none(value: object) -> None:
     with pytest.raises(ValueError, match=r"store_give_up=.*must be seconds > 0, or None"):
         Runner(store_give_up=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0, -1.0, True, "60"])
+def test_configure_checks_store_give_up_as_the_constructor_does(value: object) -> None:
+    with pytest.raises(ValueError, match=r"store_give_up=.*must be seconds > 0, or None"):
+        Runner().configure(store_give_up=value)
+
+
+async def test_configure_store_give_up_sets_when_serve_gives_up() -> None:
+    clock, store, runner = make()  # the default: 120 s
+    runner.configure(store_give_up=5.0)
+    runner.configure(concurrency=2)  # leaving store_give_up out keeps it
+    store.broken.add("claim")
+    async with serving(runner) as raised:
+        await until(lambda: not runner.health().store_ok)
+        clock.advance(5.0)
+        await until(lambda: not runner.is_running)
+    (error,) = raised
+    assert isinstance(error, StoreError) and "has failed for 5 s without a break" in str(error)
+
+
+async def test_configure_store_give_up_none_retries_for_ever() -> None:
+    clock, store, runner = make(store_give_up=5.0)
+    runner.configure(store_give_up=None)
+    store.broken.add("claim")
+    async with serving(runner) as raised:
+        for _ in range(5):
+            await until(lambda: clock.next_wakeup is not None)
+            clock.advance(30.0)
+        await until(lambda: len(store.calls["claim"]) >= 5)
+        assert runner.is_running and not runner.health().store_ok
+        runner.stop()
+        await until(lambda: not runner.is_running)
+    assert raised == []
