@@ -9,10 +9,12 @@ What happens, on ``var/demo/jobs.db`` (recreated on every run):
    starts running them, and is killed with SIGKILL mid-run.
 3. A second worker starts. The jobs the dead one held are rescued when their
    2-second leases run out and run again (trigger "retry", attempt 2); none is lost.
-4. A flaky job succeeds on its third attempt; a job that always fails ends in
+4. Arguments JSON cannot hold (a set) are refused at enqueue with a TypeError
+   naming the job and the argument; nothing is written.
+5. A flaky job succeeds on its third attempt; a job that always fails ends in
    the dead-letter queue; the cause is "fixed" and the dead job requeued.
-5. A cron schedule ticks every second throughout, each tick run exactly once.
-6. The worker gets SIGTERM, drains and exits 0; a summary is printed.
+6. A cron schedule ticks every second throughout, each tick run exactly once.
+7. The worker gets SIGTERM, drains and exits 0; a summary is printed.
 """
 
 from __future__ import annotations
@@ -28,8 +30,6 @@ import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
-
-import structlog
 
 from jobrunner import JobStatus, Runner
 
@@ -69,8 +69,10 @@ async def wait_for(what: str, check: object, timeout: float = 60.0) -> None:
 async def main() -> int:
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     DEMO_DIR.mkdir(parents=True)
-    # The app decides how jobrunner's structlog events are shown: info and up here.
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+    # The app decides what jobrunner logs: here its warnings (a recovered lease,
+    # a retried attempt), in the demo's own indented style. Left unconfigured,
+    # the library shows the same through Python's default, without the prefix.
+    logging.basicConfig(level=logging.WARNING, format="   log: %(levelname)s %(message)s")
 
     app = Runner(store=STORE_URL)
     # The app enqueues these; worker processes run them. The options that travel
@@ -111,7 +113,13 @@ async def main() -> int:
             print(f"   {line}")
         print(f"   all {len(results)} resize jobs succeeded; {len(retried)} of them after the kill")
 
-        say("4. retries and dead letters")
+        say("4. arguments a durable store cannot keep are refused at enqueue")
+        try:
+            await resize.enqueue({1, 2})  # a set: not JSON
+        except TypeError as refused:
+            print(f"   TypeError: {refused}")
+
+        say("5. retries and dead letters")
         print(f"   {await upload.result(timeout=30)}")
         await wait_for("the charge job dying", lambda: _is(app, order.id, JobStatus.DEAD))
         dead = await app.dead_letters()
@@ -125,7 +133,7 @@ async def main() -> int:
         again = await app.requeue(order.id)
         print(f"   {await again.result(timeout=30)}")
 
-        say("5. cron")
+        say("6. cron")
         await wait_for("three cron ticks", lambda: _ticks(app, 3))
         ticks = await app.list_jobs(status=JobStatus.SUCCEEDED, name="tick", limit=10_000)
         slots = Counter(record.result for record in ticks)
@@ -134,7 +142,7 @@ async def main() -> int:
         for info in await app.schedules():
             print(f"   schedule {info.name!r} ({info.expression}): last run {_hms(info.last_run)}")
 
-        say("6. stop worker 2 with SIGTERM: it drains and exits")
+        say("7. stop worker 2 with SIGTERM: it drains and exits")
         worker.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, 30)
         print(f"   worker 2 exited with code {code}")
