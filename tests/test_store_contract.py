@@ -707,6 +707,28 @@ async def test_a_keyed_job_answered_by_an_active_one_needs_no_room(store: Store)
         await store.enqueue([spec(key="report"), spec(key="other")], NOW, max_pending=2)
 
 
+@pytest.mark.parametrize("way_back", ["retry", "release", "rescue", "requeue"])
+async def test_jobs_back_in_the_queue_count_toward_max_pending(store: Store, way_back: str) -> None:
+    await store.enqueue([spec(max_attempts=3), spec(max_attempts=3)], NOW, max_pending=2)
+    a, b = await store.claim(request(lease=LeaseTerms(fixed=5.0, margin=0, without_timeout=0)))
+    # Both running, none waiting: a bounded enqueue fits, whatever it counted before.
+    await store.enqueue([spec()], NOW, max_pending=1)
+    if way_back == "retry":
+        await store.settle([done(a, OutcomeKind.RETRY), done(b, OutcomeKind.RETRY)], "w1")
+    elif way_back == "release":
+        await store.settle([done(a, OutcomeKind.RELEASED), done(b, OutcomeKind.RELEASED)], "w1")
+    elif way_back == "rescue":
+        assert len(await store.rescue_expired(NOW + 6)) == 2
+    else:
+        await store.settle([done(a, OutcomeKind.DEAD), done(b, OutcomeKind.CANCELLED)], "w1")
+        await store.requeue(a.spec.id, NOW)
+        await store.requeue(b.spec.id, NOW)
+    assert await store.count_pending() == 3
+    with pytest.raises(QueueFull):
+        await store.enqueue([spec()], NOW, max_pending=3)
+    await store.enqueue([spec()], NOW, max_pending=4)
+
+
 async def test_two_producers_never_hold_more_than_max_pending_together(store: Store) -> None:
     async with another_process(store) as other:
 

@@ -113,7 +113,8 @@ _MIGRATION_3 = f"""
 --
 -- Cost: changing a column's type rewrites the table and rebuilds its indexes
 -- under an ACCESS EXCLUSIVE lock, so every runner on this schema waits until
--- the migration commits (roughly a second per few hundred thousand rows).
+-- the migration commits (measured on a laptop-class server: 0.35 s for 100,000
+-- jobs, 1.4 s for 400,000; it grows with the table, finished jobs included).
 -- Prune or purge finished jobs first to shorten it, and run it at a quiet
 -- moment, e.g. with install_schema() ahead of the deploy.
 ALTER TABLE {{s}}.jobs
@@ -123,31 +124,80 @@ ALTER TABLE {{s}}.jobs
     ALTER COLUMN meta TYPE json USING meta::json,
     ALTER COLUMN result TYPE json USING result::json;
 
--- Admission under max_pending (see PostgresStore.enqueue). Called from the
--- enqueue statement, before its insert: with p_lock, the transaction-level
--- advisory lock serializes admissions of every producer of this schema until
--- their transactions commit, and the counts below run after it is granted
--- (each statement of a VOLATILE function takes a fresh snapshot), so they see
--- every job admitted before. Counting stops once the answer is known.
+-- Admission under max_pending (see PostgresStore.enqueue), exact but without
+-- counting the queue at every enqueue (a count costs a step per waiting job).
+--
+-- admission.upper is an upper bound of the waiting jobs, changed only under
+-- the transaction-level advisory lock that serializes admissions. Every other
+-- statement that makes jobs wait (enqueues without the bound or inside a
+-- caller's transaction, retries, releases, rescues, requeues) logs how many in
+-- admission_log, in its own transaction and without a lock; the next admission
+-- folds the log into the bound. Claims, cancels and pruning only lower the
+-- true count, so the bound stays one. A batch that fits under the bound is
+-- admitted at once; otherwise the waiting jobs are counted (up to what decides)
+-- and an exact count replaces the bound. The leader resyncs it now and then
+-- (resync_admission, from prune).
+CREATE TABLE {{s}}.admission (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    upper bigint NOT NULL
+);
+INSERT INTO {{s}}.admission (upper) SELECT count(*) FROM {{s}}.jobs WHERE status IN {_WAITING_SQL};
+CREATE TABLE {{s}}.admission_log (n bigint NOT NULL);
+
+-- Called from the enqueue statement, before its insert. With p_lock the lock is
+-- held until the statement's transaction commits, and the statements below run
+-- after it is granted (each statement of a VOLATILE function takes a fresh
+-- snapshot), so they see every job admitted before. Without it (a caller's
+-- transaction) the count is of what is committed, and the batch is logged.
 CREATE FUNCTION {{s}}.admit(
     p_max bigint, p_keys text[], p_already bigint, p_lock boolean,
     OUT o_pending bigint, OUT o_admitted boolean
 ) LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_new bigint;
+    v_upper bigint;
+    v_cap bigint;
 BEGIN
-    IF p_lock THEN
-        PERFORM pg_advisory_xact_lock(hashtextextended('jobrunner.admit:' || '{{s}}', 0));
-    END IF;
     -- The jobs the batch creates: a key held by an active job creates none.
     SELECT count(*) INTO v_new FROM unnest(p_keys) AS k(key)
     WHERE k.key IS NULL OR NOT EXISTS (
         SELECT 1 FROM {{s}}.jobs j WHERE j.key = k.key AND j.status IN {_ACTIVE_SQL});
+    IF p_lock THEN
+        PERFORM pg_advisory_xact_lock(hashtextextended('jobrunner.admit:' || '{{s}}', 0));
+        WITH folded AS (DELETE FROM {{s}}.admission_log RETURNING n)
+        SELECT a.upper + (SELECT coalesce(sum(n), 0) FROM folded) INTO v_upper FROM {{s}}.admission a;
+        IF v_new = 0 OR v_upper + v_new <= p_max THEN
+            UPDATE {{s}}.admission SET upper = v_upper + v_new;
+            o_pending := v_upper;
+            o_admitted := true;
+            RETURN;
+        END IF;
+    END IF;
+    v_cap := greatest(p_max - v_new, p_already) + 1;
     SELECT count(*) INTO o_pending FROM (
-        SELECT 1 FROM {{s}}.jobs WHERE status IN {_WAITING_SQL}
-        LIMIT greatest(p_max - v_new, p_already) + 1) AS waiting;
+        SELECT 1 FROM {{s}}.jobs WHERE status IN {_WAITING_SQL} LIMIT v_cap) AS waiting;
     -- transitions.admits; p_already: jobs this batch inserted in earlier statements.
     o_admitted := v_new = 0 OR o_pending - p_already = 0 OR o_pending + v_new <= p_max;
+    IF NOT p_lock THEN
+        IF o_admitted AND v_new > 0 THEN
+            INSERT INTO {{s}}.admission_log VALUES (v_new);
+        END IF;
+    ELSIF o_pending < v_cap THEN  -- exact: it replaces the bound
+        UPDATE {{s}}.admission SET upper = o_pending + CASE WHEN o_admitted THEN v_new ELSE 0 END;
+    ELSE  -- capped, a lower bound: keep the bound (with the log folded in)
+        UPDATE {{s}}.admission SET upper = v_upper + CASE WHEN o_admitted THEN v_new ELSE 0 END;
+    END IF;
+END
+$$;
+
+-- The bound made exact again, and the log emptied. The log is emptied first:
+-- a job made waiting in between is then both counted and logged, which only
+-- overestimates.
+CREATE FUNCTION {{s}}.resync_admission() RETURNS void LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('jobrunner.admit:' || '{{s}}', 0));
+    DELETE FROM {{s}}.admission_log;
+    UPDATE {{s}}.admission SET upper = (SELECT count(*) FROM {{s}}.jobs WHERE status IN {_WAITING_SQL});
 END
 $$;
 """
@@ -314,14 +364,21 @@ WITH {{admit}}ins AS (
     ORDER BY u.ord
     ON CONFLICT (key) WHERE key IS NOT NULL AND status IN {_ACTIVE_SQL} DO NOTHING
     RETURNING id
-)
+){{logged}}
 SELECT array(SELECT id FROM ins), {{outcome}}
 """
-_ENQUEUE_FREE = dict(admit="", admitted="", outcome="NULL::bigint, true, pg_notify($17, $18)")
+# Without the bound the batch is logged for admission (see _MIGRATION_3).
+_ENQUEUE_FREE = dict(
+    admit="",
+    admitted="",
+    logged=", logged AS (INSERT INTO {s}.admission_log SELECT count(*) FROM ins HAVING count(*) > 0)",
+    outcome="NULL::bigint, true, pg_notify($17, $18)",
+)
 # $19 max_pending, $20 jobs of this batch already inserted, $21 lock (not inside a caller's transaction).
 _ENQUEUE_BOUNDED = dict(
     admit="adm AS (SELECT * FROM {s}.admit($19, $7::text[], $20, $21)), ",
     admitted="WHERE (SELECT o_admitted FROM adm)",
+    logged="",
     outcome=(
         "(SELECT o_pending FROM adm), (SELECT o_admitted FROM adm), "
         "(SELECT pg_notify($17, $18) WHERE (SELECT o_admitted FROM adm))"
@@ -374,6 +431,9 @@ FROM unnest($1::text[], $2::bigint[], $3::text[], $4::float8[], $5::float8[], $6
      AS u(id, token, kind, at, retry_at, result, error_type, error_message, error_traceback, note)
 WHERE j.id = u.id AND j.token = u.token AND j.status = 'running'
 RETURNING j.id, j.token, j.status
+), logged AS (
+    INSERT INTO {{s}}.admission_log
+    SELECT count(*) FROM settled WHERE status IN ('queued', 'retrying') HAVING count(*) > 0
 )
 SELECT id, token, status,
        (SELECT count(pg_notify($11, $12)) FROM (
@@ -423,6 +483,9 @@ UPDATE {{s}}.jobs j SET
         jsonb_build_array($1, e.status, j.attempts, j.worker, '{rules.LEASE_EXPIRED_NOTE}'))
 FROM expired e WHERE j.id = e.id
 RETURNING j.id, j.name, j.attempts, j.status
+), logged AS (
+    INSERT INTO {{s}}.admission_log
+    SELECT count(*) FROM rescued WHERE status = 'retrying' HAVING count(*) > 0
 )
 SELECT id, name, attempts, status,
        (SELECT count(pg_notify($3, $4)) FROM (
@@ -465,10 +528,15 @@ SELECT status, attempts, token, trigger, run_at, started_at, finished_at, worker
     cancel_requested, key
 FROM {s}.jobs WHERE id = $1 FOR UPDATE
 """
-_APPLY = """
-UPDATE {s}.jobs SET status = $2, attempts = $3, trigger = $4, run_at = $5, started_at = $6,
-    finished_at = $7, lease_expires_at = $8, cancel_requested = $9, history = history || $10::jsonb
-WHERE id = $1
+_APPLY = f"""
+WITH applied AS (
+    UPDATE {{s}}.jobs SET status = $2, attempts = $3, trigger = $4, run_at = $5, started_at = $6,
+        finished_at = $7, lease_expires_at = $8, cancel_requested = $9, history = history || $10::jsonb
+    WHERE id = $1
+    RETURNING status
+)
+-- A requeue makes the job wait: logged for admission (see _MIGRATION_3).
+INSERT INTO {{s}}.admission_log SELECT 1 FROM applied WHERE status IN {_WAITING_SQL}
 """
 
 _FIRE_TICK = """
@@ -529,6 +597,7 @@ class Statements:
     forget_runners: str
     key_holder: str
     list_jobs: str
+    resync_admission: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -537,7 +606,9 @@ class Statements:
         return cls(
             claim=_CLAIM.format(**fmt),
             claim_with_room=_CLAIM_WITH_ROOM.format(**fmt),
-            enqueue=_ENQUEUE.format(**fmt, **_ENQUEUE_FREE),
+            enqueue=_ENQUEUE.format(
+                **fmt, **{part: text.format(**fmt) for part, text in _ENQUEUE_FREE.items()}
+            ),
             enqueue_bounded=_ENQUEUE.format(
                 **fmt, **{part: text.format(**fmt) for part, text in _ENQUEUE_BOUNDED.items()}
             ),
@@ -564,6 +635,7 @@ class Statements:
             ),
             forget_runners=f"DELETE FROM {s}.runners WHERE seen_at < $1",
             key_holder=f"SELECT id FROM {s}.jobs WHERE key = $1 AND status IN {_ACTIVE_SQL}",
+            resync_admission=f"SELECT {s}.resync_admission()",
             list_jobs=(
                 f"SELECT {_RECORD_COLUMNS} FROM {s}.jobs "
                 f"WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue = $2) "

@@ -40,9 +40,11 @@ How it works, and what it guarantees:
   ``jsonb`` would turn ``1e20`` into an int and ``-0.0`` into ``0`` and refuse
   NUL), never pickle; times are epoch seconds as ``double precision``, always
   the ``now`` the runner passes.
-* ``enqueue(..., max_pending=n)``: the count and the insert run in one
+* ``enqueue(..., max_pending=n)``: the check and the insert run in one
   statement under a transaction-level advisory lock, so producers in every
-  process stay within the bound together; inside a caller's transaction
+  process stay within the bound together; the check reads an upper bound of
+  the waiting jobs and counts them only when the queue may be full (the
+  ``admit`` function of migration 3). Inside a caller's transaction
   (``connection=``) no lock is taken (see ``PostgresStore.enqueue``).
 * The SQL (schema, migrations, statements) is ``_postgres_sql.py``; the state
   changes follow ``jobrunner.transitions``.
@@ -545,13 +547,13 @@ class PostgresStore:
 
         ``max_pending`` (see ``Store.enqueue``): the check runs in the same
         statement as the insert. Without ``connection`` it holds a transaction-level
-        advisory lock from the count to the commit, so producers in any number
-        of processes never exceed the bound together. With ``connection`` no
-        lock is taken (it would be held until the caller commits, stalling every
-        producer): the count sees the jobs committed when the statement runs
-        plus the caller's own, so jobs in transactions not yet committed
-        elsewhere are not counted and the bound may be exceeded by at most the
-        jobs those open transactions hold.
+        advisory lock from the check to the commit (one statement), so producers
+        in any number of processes never exceed the bound together. With
+        ``connection`` no lock is taken (it would be held until the caller
+        commits, stalling every producer): the waiting jobs are counted as
+        committed when the statement runs, plus the caller's own, so jobs in
+        transactions not yet committed elsewhere are not counted and the bound
+        may be exceeded by at most the jobs those open transactions hold.
         """
         if not jobs:
             return []
@@ -838,8 +840,14 @@ class PostgresStore:
         return rescued
 
     async def prune(self, finished_before: float, limit: int) -> int:
-        """Delete up to ``limit`` SUCCEEDED or CANCELLED jobs finished before the time."""
-        return await self._delete_finished(["succeeded", "cancelled"], finished_before, limit)
+        """Delete up to ``limit`` SUCCEEDED or CANCELLED jobs finished before the time.
+
+        Also recounts the waiting jobs for admission (the leader prunes every
+        minute or so), so its bookkeeping never grows without bound.
+        """
+        pruned = await self._delete_finished(["succeeded", "cancelled"], finished_before, limit)
+        await self._require_pool().execute(self._sql.resync_admission)
+        return pruned
 
     async def purge(self, status: JobStatus, finished_before: float, limit: int) -> int:
         """Delete up to ``limit`` jobs of a final ``status`` finished before the time."""

@@ -147,6 +147,21 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ALTER TABLE jobrunner_jobs ADD COLUMN result_error TEXT",
         ),
     ),
+    (
+        "an upper bound of the waiting jobs, for max_pending",
+        (
+            # See _admit. Seeded with the exact count; the leader resyncs it (_prune),
+            # which also covers writes by processes of an older release.
+            """
+            CREATE TABLE jobrunner_admission (
+                one INTEGER PRIMARY KEY CHECK (one = 1),
+                upper INTEGER NOT NULL
+            )
+            """,
+            "INSERT INTO jobrunner_admission (one, upper) "
+            "SELECT 1, count(*) FROM jobrunner_jobs WHERE due IS NOT NULL",
+        ),
+    ),
 )
 """Schema steps, applied in order, each recorded in ``jobrunner_migrations``.
 
@@ -285,6 +300,8 @@ UPDATE jobrunner_jobs SET lease_until = ? + coalesce(?, coalesce(timeout, ?) + ?
 WHERE id = ? AND token = ? AND status = 'running'
 RETURNING cancel_requested
 """
+# Jobs made to wait raise the bound that admission reads (see _admit).
+_MORE_WAITING = "UPDATE jobrunner_admission SET upper = upper + ?"
 # Waiting jobs, counted up to a cap from the two waiting indexes (due 1 and 0).
 _COUNT_WAITING = """
 SELECT (SELECT count(*) FROM (SELECT 1 FROM jobrunner_jobs WHERE due = 1 LIMIT ?1))
@@ -302,8 +319,7 @@ def _insert_rows(
     """Insert rows (``_encode_spec``); a row whose key is active yields that job.
 
     With ``max_pending``, QueueFull (nothing written) unless ``transitions.admits``
-    the batch. Writers are serialized (BEGIN IMMEDIATE), so the count cannot go
-    stale before the insert, whichever process writes next.
+    the batch (see ``_admit``).
     """
     out: list[Enqueued] = []
     fresh: list[tuple[Any, ...]] = []
@@ -321,16 +337,34 @@ def _insert_rows(
             batch_keys[key] = row[0]
         fresh.append(row)
         out.append(_new_tuple(Enqueued, (row[0], True)))
-    if max_pending is not None and fresh:
-        # Counting more than this cannot change the answer (the count costs an
-        # index step per waiting job, so it is kept short).
-        cap = max(1, max_pending - len(fresh) + 1)
-        pending = conn.execute(_COUNT_WAITING, (cap,)).fetchone()[0]
-        if not rules.admits(pending, len(fresh), max_pending):
-            raise QueueFull(pending, max_pending)
     if fresh:
+        if max_pending is not None:
+            _admit(conn, len(fresh), max_pending)
         conn.executemany(_INSERT, fresh)
+        conn.execute(_MORE_WAITING, (len(fresh),))
     return out
+
+
+def _admit(conn: sqlite3.Connection, created: int, max_pending: int) -> None:
+    """QueueFull unless ``created`` more jobs fit under ``max_pending``.
+
+    Counting the waiting jobs costs an index step each, so it is done only when
+    needed: ``jobrunner_admission.upper`` is an upper bound of them, raised by
+    every write that makes jobs wait (``_MORE_WAITING``) and never lowered by
+    the writes that take them out (claims, cancels), so a batch that fits under
+    it fits. Otherwise they are counted, up to what decides, and an exact count
+    becomes the bound. Writers are serialized (BEGIN IMMEDIATE), so neither can
+    go stale before the insert, whichever process writes next.
+    """
+    upper = conn.execute("SELECT upper FROM jobrunner_admission").fetchone()[0]
+    if upper + created <= max_pending:
+        return
+    cap = max(1, max_pending - created + 1)
+    pending = conn.execute(_COUNT_WAITING, (cap,)).fetchone()[0]
+    if pending < cap:
+        conn.execute("UPDATE jobrunner_admission SET upper = ?", (pending,))
+    if not rules.admits(pending, created, max_pending):
+        raise QueueFull(pending, max_pending)
 
 
 def _due_names(conn: sqlite3.Connection) -> Iterator[str]:
@@ -426,9 +460,11 @@ def _state(row: tuple[Any, ...]) -> tuple[int, str, str, str | None, int, rules.
     return seq, job_id, name, key, max_attempts, state
 
 
-def _apply(conn: sqlite3.Connection, seq: int, change: rules.Change, now: float) -> None:
+def _apply(conn: sqlite3.Connection, seq: int, old: rules.JobState, change: rules.Change, now: float) -> None:
     """Write a ``transitions`` change of the row ``seq`` made at ``now``."""
     new = change.state
+    if new.status in rules.WAITING and old.status not in rules.WAITING:
+        conn.execute(_MORE_WAITING, (1,))
     due = (1 if new.run_at <= now else 0) if new.status in rules.WAITING else None
     fields = (
         new.status, due, new.attempts, new.trigger, new.run_at, new.started_at, new.finished_at,
@@ -467,7 +503,7 @@ def _settle(
             continue
         change = rules.settled(current[5], outcome)
         assert change is not None  # held: checked above
-        _apply(conn, seq, change, outcome.at)
+        _apply(conn, seq, current[5], change, outcome.at)
         if change.state.status in rules.FINAL:
             final.append(job_id)
         else:
@@ -507,7 +543,7 @@ def _rescue(conn: sqlite3.Connection, now: float) -> list[RescuedJob]:
     for row in conn.execute(_EXPIRED, (now,)).fetchall():
         seq, job_id, name, _, max_attempts, state = _state(row)
         change = rules.rescued(state, now, max_attempts)
-        _apply(conn, seq, change, now)
+        _apply(conn, seq, state, change, now)
         rescued.append(RescuedJob(job_id, name, state.attempts, JobStatus(change.state.status)))
     return rescued
 
@@ -521,7 +557,7 @@ def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> str | None:
     if state.status in rules.FINAL:
         return state.status  # left as it is
     change = rules.cancelled(state, now)
-    _apply(conn, seq, change, now)
+    _apply(conn, seq, state, change, now)
     return change.state.status
 
 
@@ -535,7 +571,7 @@ def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ..
     if key is not None:
         found = conn.execute(_ACTIVE_KEY, (key,)).fetchone()
         holder = None if found is None else found[0]
-    _apply(conn, seq, rules.requeued(job_id, state, now, key, holder), now)
+    _apply(conn, seq, state, rules.requeued(job_id, state, now, key, holder), now)
     return cast(
         "tuple[Any, ...]",
         conn.execute(f"SELECT {_RECORD_COLUMNS} FROM jobrunner_jobs WHERE seq = ?", (seq,)).fetchone(),
@@ -573,6 +609,11 @@ def _prune(conn: sqlite3.Connection, finished_before: float, limit: int) -> int:
             break
         deleted += _delete_finished(conn, status, finished_before, limit - deleted)
     conn.execute("DELETE FROM jobrunner_workers WHERE seen_at < ?", (finished_before - _KNOWN_NAMES_TTL,))
+    # The admission bound made exact again (the leader prunes every minute or so).
+    conn.execute(
+        "UPDATE jobrunner_admission SET upper = "
+        "(SELECT count(*) FROM jobrunner_jobs WHERE due = 1) + (SELECT count(*) FROM jobrunner_jobs WHERE due = 0)"
+    )
     return deleted
 
 
@@ -758,9 +799,10 @@ class SQLiteStore:
     back exactly (tuples as lists). ``result_error`` is only read, for rows an
     older release wrote when a result could not be stored.
 
-    ``enqueue(..., max_pending=n)`` counts the waiting jobs and inserts in one
-    write transaction; writers are serialized (``BEGIN IMMEDIATE``), so
-    producers in every process of the host together stay within the bound.
+    ``enqueue(..., max_pending=n)`` checks and inserts in one write transaction;
+    writers are serialized (``BEGIN IMMEDIATE``), so producers in every process
+    of the host together stay within the bound. The check reads an upper bound
+    of the waiting jobs and counts them only when the queue may be full.
     An ``enqueue`` cancelled while it waits for the writer writes nothing; one
     cancelled once its transaction started waits for it to commit (or fail),
     then raises CancelledError, and its jobs exist if it committed.
