@@ -125,13 +125,16 @@ def _copy(value: Any) -> Any:
 def _from_plain(plain: tuple[Any, ...]) -> JobSpec:
     """A JobSpec to hand out: its own dicts, and copies of any list or dict argument."""
     args = plain[_ARGS]
+    shared = True  # no list or dict among the arguments: the tuple can be handed out as it is
     for arg in args:
         if type(arg) in _CONTAINERS:
-            plain = (*plain[:_ARGS], tuple([_copy(a) for a in args]), *plain[_ARGS + 1 :])
+            shared = False
             break
-    if plain[_KWARGS] is None and plain[_HEADERS] is None and plain[_META] is None:
+    if shared and plain[_KWARGS] is None and plain[_HEADERS] is None and plain[_META] is None:
         return _new_tuple(JobSpec, (*plain[:_KWARGS], {}, *plain[_KWARGS + 1 :]))
     values = list(plain)
+    if not shared:
+        values[_ARGS] = tuple([_copy(arg) for arg in args])
     values[_KWARGS] = {k: _copy(v) for k, v in plain[_KWARGS]} if plain[_KWARGS] else {}
     if plain[_HEADERS] is not None:
         values[_HEADERS] = dict(plain[_HEADERS])
@@ -415,13 +418,14 @@ class MemoryStore:
         all_jobs = self._jobs
         seq = self._seq
         lane = self._last_lane
-        created = 0
+        answered = 0  # jobs answered by an active one with their key
         for spec in jobs:
             key = spec.key
             if key is not None:
                 existing = keys.get(key)
                 if existing is not None:
                     out.append(_new_tuple(Enqueued, (existing, False)))
+                    answered += 1
                     continue
                 keys[key] = spec.id
             run_at = spec.run_at
@@ -440,9 +444,8 @@ class MemoryStore:
             all_jobs[spec.id] = state
             counts = self._counts.get(spec.queue) or self._counts_of(spec.queue)
             counts[status] += 1
-            created += 1
             out.append(_new_tuple(Enqueued, (spec.id, True)))
-        self._pending += created
+        self._pending += len(out) - answered
         self._notify()
         return out
 
