@@ -68,7 +68,8 @@ class Store(Protocol):
     durable: bool
     """True if accepted jobs survive a crash of this process."""
     serializes_payloads: bool
-    """True if args, kwargs and results are stored as JSON (and must be serializable)."""
+    """True if args, kwargs and results are written out as JSON text (durable
+    stores). Every store holds only JSON values either way (see Payloads above)."""
     poll_interval: float | None
     """How often an idle runner re-checks for work it may not be told about
     (other processes' enqueues); None when every enqueue is notified."""
