@@ -8,7 +8,7 @@ leases and rescues; prune and purge) to a real store and to a model made of the
 pure functions in ``jobrunner.transitions``. After every step each answer
 (ids created, claims, ids reported lost, statuses...) and every record (status,
 attempts, trigger, run_at, times, worker, cancel flag, error, result, history,
-arguments) must be the model's.
+arguments), the waiting count and next_run_at must be the model's.
 
 Runs are derandomized and the example database is off, so a failure replays
 the same (shrunk) sequence on every run.
