@@ -284,7 +284,9 @@ class JobRecord:
     meta: Mapping[str, Any] | None = None
     history: tuple[HistoryEntry, ...] = ()
     result_error: str | None = None
-    """Set when the result could not be stored (e.g. not JSON-serializable)."""
+    """Why the result could not be stored, on records written by releases before
+    results were checked by the executor (a result JSON cannot hold now fails
+    the attempt instead); None otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,12 @@
-"""Small synchronisation helpers for tests: wait on conditions, never on time."""
+"""Small helpers for tests: wait on conditions (never on time), compare JSON values strictly."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 
@@ -73,3 +75,17 @@ async def serving(runner: Runner) -> AsyncIterator[list[BaseException]]:
             runner.stop(now=True)
             with anyio.fail_after(10):
                 await done.wait()
+
+
+def strictly_equal(a: Any, b: Any) -> bool:
+    """Equal in type and value all the way down: 1, 1.0 and True differ, and so do
+    -0.0 and 0.0; dicts in the same key order."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, list | tuple):
+        return len(a) == len(b) and all(strictly_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(strictly_equal(a[k], b[k]) for k in a)
+    if isinstance(a, float):
+        return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
+    return bool(a == b)

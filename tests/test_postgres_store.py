@@ -17,12 +17,18 @@ import anyio
 import asyncpg
 import pytest
 
-from jobrunner import Call, JobStatus, Runner, StoreError
+from jobrunner import Call, JobStatus, QueueFull, Runner, StoreError
 from jobrunner.models import ClaimRequest, JobSpec, LeaseTerms, Outcome, OutcomeKind, Trigger
 from jobrunner.stores.postgres import SCHEMA_VERSION, PostgresStore, install_schema, redact_dsn
 from jobrunner.testing import FakeClock
 from tests.helpers import until
-from tests.pg_support import open_postgres_store, require_postgres, temporary_schema
+from tests.pg_support import (
+    drop_schema,
+    open_postgres_store,
+    require_postgres,
+    temporary_schema,
+    unique_schema,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -259,12 +265,27 @@ async def test_arguments_that_are_not_json_raise_typeerror_naming_job_and_argume
         await send.enqueue({"a set"})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"nan is not a JSON number"):
         await send.enqueue("x", attachment=float("nan"))
-    with pytest.raises(TypeError, match="NUL"):
-        await send.enqueue("nul \x00 inside")
     # One bad call in a batch: nothing of the batch is written.
     with pytest.raises(TypeError, match="argument 'attachment'"):
         await send.enqueue_many([Call("ok"), Call("bad", attachment=b"bytes")])
     assert await pg_store.list_jobs() == []
+
+
+async def test_a_result_error_written_by_an_older_release_is_still_read(pg_store: PostgresStore) -> None:
+    await pg_store.enqueue([spec("a")], NOW)
+    conn = await asyncpg.connect(pg_store._dsn)
+    try:
+        await conn.execute(
+            f"UPDATE \"{pg_store.schema}\".jobs SET status = 'succeeded', finished_at = $1, result_error = $2 "
+            f"WHERE id = 'a'",
+            NOW,
+            "the job succeeded but its result (object) cannot be stored as JSON",
+        )
+    finally:
+        await conn.close()
+    record = await pg_store.get("a")
+    assert record is not None and record.status is JobStatus.SUCCEEDED
+    assert record.result is None and record.result_error is not None
 
 
 async def test_a_payload_that_cannot_be_decoded_goes_dead_and_the_runner_goes_on(
@@ -562,3 +583,90 @@ async def test_using_a_store_that_is_not_open_says_how_to_open_it() -> None:
     with pytest.raises(StoreError, match=r"is not open; .*await store.open\(\)") as error:
         await store.count_pending()
     assert "secret" not in str(error.value)
+
+
+# backpressure -----------------------------------------------------------------------------------
+async def test_a_transactional_enqueue_checks_max_pending_without_holding_a_lock(
+    pg_store: PostgresStore,
+) -> None:
+    conn = await asyncpg.connect(pg_store._dsn)
+    try:
+        tx = conn.transaction()
+        await tx.start()
+        await pg_store.enqueue([spec("a"), spec("b")], NOW, connection=conn, max_pending=2)
+        # No lock is held until the caller commits: other producers go on, and do
+        # not see the uncommitted jobs.
+        with anyio.fail_after(5):
+            await pg_store.enqueue([spec("c")], NOW, max_pending=2)
+        # The caller's own jobs count for it; a refusal leaves its transaction usable.
+        with pytest.raises(QueueFull):
+            await pg_store.enqueue([spec("d")], NOW, connection=conn, max_pending=2)
+        assert await conn.fetchval("SELECT 1") == 1
+        await tx.commit()
+    finally:
+        await conn.close()
+    # What the docstring says: exceeded by at most the jobs of transactions open meanwhile.
+    assert await pg_store.count_pending() == 3
+
+
+async def test_many_producers_in_other_processes_never_exceed_max_pending(pg_store: PostgresStore) -> None:
+    others = [await twin(pg_store) for _ in range(3)]
+    try:
+        producers = [pg_store, *others]
+
+        async def produce(store: PostgresStore, n: int) -> int:
+            batch = [spec(f"p{n}-{i}") for i in range(1 + n % 3)]
+            try:
+                await store.enqueue(batch, NOW, max_pending=25)
+            except QueueFull:
+                return 0
+            return len(batch)
+
+        admitted = await asyncio.gather(*(produce(producers[n % 4], n) for n in range(160)))
+    finally:
+        for other in others:
+            await other.close()
+    assert await pg_store.count_pending() == sum(admitted) <= 25
+    assert sum(admitted) >= 23  # refused only once a batch no longer fit
+
+
+# event loops ------------------------------------------------------------------------------------
+def test_a_store_left_open_reopens_on_a_new_event_loop_and_its_old_sessions_end() -> None:
+    dsn = asyncio.run(require_postgres())
+    schema = unique_schema()
+    name = f"jobrunner reopen {schema}"
+    store = PostgresStore(dsn, schema=schema, application_name=name)
+
+    async def sessions() -> int:
+        admin = await asyncpg.connect(dsn)
+        try:
+            return int(
+                await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE $1", f"{name}%"
+                )
+            )
+        finally:
+            await admin.close()
+
+    async def first() -> None:
+        await store.open()
+        await store.enqueue([spec("a")], NOW)  # and the loop ends with the store open
+
+    async def second() -> None:
+        await store.open()
+        record = await store.get("a")
+        assert record is not None and record.status is JobStatus.QUEUED
+        with anyio.fail_after(10):
+            while await sessions() != 2:  # this loop's pool (1) and LISTEN connection (1)
+                await asyncio.sleep(0.01)
+        await store.close()
+        await store.close()  # idempotent
+
+    try:
+        asyncio.run(first())
+        asyncio.run(second())
+        asyncio.run(store.open())  # and once more, then only closed from yet another loop
+        asyncio.run(store.close())
+        assert store._pool is None and asyncio.run(sessions()) == 0
+    finally:
+        asyncio.run(drop_schema(dsn, schema))

@@ -19,6 +19,7 @@ import pytest
 from jobrunner import InvalidJobState, JobFailed, JobStatus, Runner, StoreError, current_job
 from jobrunner.models import ClaimRequest, JobSpec, LeaseTerms, Outcome, OutcomeKind, Trigger
 from jobrunner.stores import store_from_url
+from jobrunner.stores._sqlite_thread import _TAKEN
 from jobrunner.stores.sqlite import SQLiteStore
 from jobrunner.testing import FakeClock, drain
 from tests.helpers import Gate, until
@@ -133,6 +134,19 @@ async def test_arguments_json_cannot_hold_raise_type_error_naming_job_and_argume
             await draw.enqueue_many([(1,), (2,), (3, Point())])
         assert await store.count_pending() == 0
         assert await store.list_jobs() == []
+
+
+async def test_a_result_error_written_by_an_older_release_is_still_read(store: SQLiteStore) -> None:
+    await store.enqueue([spec("a")], NOW)
+    with raw(store.path) as conn:
+        conn.execute(
+            "UPDATE jobrunner_jobs SET status = 'succeeded', due = NULL, finished_at = ?, result_error = ? "
+            "WHERE id = 'a'",
+            (NOW, "the result of job a (object) cannot be stored as JSON"),
+        )
+    record = await store.get("a")
+    assert record is not None and record.status is JobStatus.SUCCEEDED
+    assert record.result is None and record.result_error is not None
 
 
 async def test_a_row_whose_payload_cannot_be_decoded_is_dead_lettered_and_the_runner_goes_on(
@@ -321,18 +335,46 @@ async def test_a_lock_held_past_busy_timeout_is_a_store_error_naming_the_file(tm
         assert await store.count_pending() == 1
 
 
-async def test_reads_see_a_write_whose_caller_was_cancelled(store: SQLiteStore) -> None:
-    other = raw(store.path)
-    other.execute("BEGIN IMMEDIATE")
+async def test_an_enqueue_cancelled_before_its_transaction_started_writes_nothing(store: SQLiteStore) -> None:
+    writer = store._writer
+    assert writer is not None
+    gate = threading.Event()
+    # Hold the writer thread, so that the enqueue waits in its queue.
+    held = asyncio.ensure_future(writer.run(lambda conn: gate.wait(10)))
+    await until(lambda: writer._calls.qsize() == 0)
     writing = asyncio.ensure_future(store.enqueue([spec("a")], NOW))
-    await asyncio.sleep(0)  # the transaction is handed to the writer thread
+    await until(lambda: writer._calls.qsize() == 1)
     writing.cancel()
-    other.execute("COMMIT")
-    other.close()
     with pytest.raises(asyncio.CancelledError):
         await writing
-    # The transaction ran to its end; a read issued now waits for it.
-    assert await store.get("a") is not None
+    gate.set()
+    await held
+    assert await store.get("a") is None
+    assert await store.count_pending() == 0
+
+
+async def test_an_enqueue_cancelled_inside_its_transaction_waits_for_the_commit_and_the_job_exists(
+    store: SQLiteStore,
+) -> None:
+    writer = store._writer
+    assert writer is not None
+    other = raw(store.path)
+    other.execute("BEGIN IMMEDIATE")  # the enqueue's transaction starts and waits for this lock
+    before = writer.last_call
+    try:
+        writing = asyncio.ensure_future(store.enqueue([spec("a")], NOW))
+        await until(lambda: writer.last_call is not before and writer.last_call.state == _TAKEN)
+        writing.cancel()
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert not writing.done()  # still waiting for its transaction to end
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    with pytest.raises(asyncio.CancelledError):
+        await writing
+    record = await store.get("a")
+    assert record is not None and record.status is JobStatus.QUEUED
 
 
 # --- wait_done across processes -----------------------------------------------------------------

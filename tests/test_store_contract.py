@@ -1,17 +1,25 @@
 """The store protocol's rules, checked directly against every store.
 
 The runner relies on these; a new store passes this file before anything else.
+``tests/test_store_model.py`` then holds every store to ``jobrunner.transitions``
+over random sequences of operations.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from jobrunner import InvalidJobState, JobNotFound, JobStatus
+import jobrunner.execute
+from jobrunner import InvalidJobState, JobNotFound, JobStatus, QueueFull, Runner
 from jobrunner.models import (
     ClaimedJob,
     ClaimRequest,
@@ -23,6 +31,9 @@ from jobrunner.models import (
     Trigger,
 )
 from jobrunner.stores.base import Store
+from jobrunner.stores.postgres import PostgresStore
+from jobrunner.stores.sqlite import SQLiteStore
+from tests.helpers import strictly_equal
 
 NOW = 1_750_000_000.0
 TERMS = LeaseTerms(fixed=None, margin=30.0, without_timeout=60.0)
@@ -381,3 +392,387 @@ async def test_work_listeners_hear_enqueues_and_can_unsubscribe(store: Store) ->
     # the database deliver well within this.
     await anyio.sleep(0.05)
     assert len(heard) == count
+
+
+# --- the rows of issue 11: one rule on every store ------------------------------------------
+
+
+async def cancel_while_running(store: Store, **fields: Any) -> ClaimedJob:
+    await store.enqueue([spec(**fields)], NOW)
+    (claimed,) = await store.claim(request())
+    assert await store.cancel(claimed.spec.id, NOW) is JobStatus.RUNNING
+    return claimed
+
+
+async def test_a_release_after_a_cancel_was_asked_ends_the_job_cancelled(store: Store) -> None:
+    claimed = await cancel_while_running(store)
+    # The runner stopped before it heard of the cancel, and released the job.
+    assert await store.settle([done(claimed, OutcomeKind.RELEASED, at=NOW + 2)], "w1") == []
+    record = await store.get(claimed.spec.id)
+    assert record is not None and record.status is JobStatus.CANCELLED
+    assert record.finished_at == NOW + 2 and record.attempts == 1
+    assert await store.count_pending() == 0
+
+
+async def test_a_retry_after_a_cancel_was_asked_ends_the_job_cancelled_with_its_error(store: Store) -> None:
+    claimed = await cancel_while_running(store)
+    error = ErrorInfo("ConnectionError", "link down", "Traceback ...")
+    await store.settle([done(claimed, OutcomeKind.RETRY, error=error, retry_at=NOW + 30)], "w1")
+    record = await store.get(claimed.spec.id)
+    assert record is not None and record.status is JobStatus.CANCELLED and record.error == error
+    assert await store.claim(request(now=NOW + 30)) == []  # it does not run again
+
+
+async def test_a_dead_end_after_a_cancel_was_asked_is_cancelled_not_a_dead_letter(store: Store) -> None:
+    claimed = await cancel_while_running(store)
+    await store.settle([done(claimed, OutcomeKind.DEAD, error=ErrorInfo("ValueError", "bad"))], "w1")
+    assert await status_of(store, claimed.spec.id) is JobStatus.CANCELLED
+    assert await store.list_jobs(status=JobStatus.DEAD) == []
+
+
+async def test_a_success_after_a_cancel_was_asked_stays_a_success(store: Store) -> None:
+    claimed = await cancel_while_running(store)
+    await store.settle([done(claimed, result="done")], "w1")
+    record = await store.get(claimed.spec.id)
+    assert record is not None and record.status is JobStatus.SUCCEEDED and record.result == "done"
+
+
+async def test_a_second_outcome_for_the_same_attempt_in_one_batch_is_reported_lost(store: Store) -> None:
+    jobs = [spec(), spec()]
+    await store.enqueue(jobs, NOW)
+    a, b = await store.claim(request())
+    lost = await store.settle(
+        [done(a, result=1), done(b, OutcomeKind.RETRY, retry_at=NOW + 5), done(a, result=2), done(b)], "w1"
+    )
+    assert lost == [a.spec.id, b.spec.id]
+    ra, rb = await store.get(a.spec.id), await store.get(b.spec.id)
+    assert ra is not None and ra.status is JobStatus.SUCCEEDED and ra.result == 1
+    assert rb is not None and rb.status is JobStatus.RETRYING
+
+
+async def test_a_rescued_job_keeps_its_run_at_and_is_ready_at_once(store: Store) -> None:
+    job = spec(run_at=NOW - 100, max_attempts=3)
+    await store.enqueue([job], NOW)
+    await store.claim(request(lease=LeaseTerms(fixed=5.0, margin=0, without_timeout=0)))
+    (rescued,) = await store.rescue_expired(NOW + 60)
+    assert rescued.status is JobStatus.RETRYING
+    record = await store.get(job.id)
+    # min(run_at, now), which is its run_at: its place in line among equal priorities.
+    assert record is not None and record.run_at == NOW - 100
+    # Ready for a process whose clock is behind the rescuer's.
+    (again,) = await store.claim(request(now=NOW + 1, worker="w2"))
+    assert again.spec.id == job.id and again.attempt == 2 and again.trigger == Trigger.RETRY
+
+
+async def test_a_heartbeat_with_a_stale_token_is_lost_even_beside_the_current_one(store: Store) -> None:
+    job = spec(max_attempts=5)
+    await store.enqueue([job], NOW)
+    (old,) = await store.claim(request(lease=LeaseTerms(fixed=1.0, margin=0, without_timeout=0)))
+    await store.rescue_expired(NOW + 2)
+    (new,) = await store.claim(request(now=NOW + 2))
+    report = await store.extend_leases([(job.id, old.token), (job.id, new.token)], NOW + 3, TERMS)
+    assert report.lost == (job.id,)
+
+
+# --- payloads: one codec, exact round trips -----------------------------------------------
+
+# Every value JSON can hold, as the codec takes it: no lone surrogates (not Unicode),
+# ints within the codec's digit limit, finite floats (the awkward ones named).
+json_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=8) | st.sampled_from(
+    ["", "\x00", "a\x00b", "𝄞", "\U0010ffff", "zoë ✓", "\\u0000", '"']
+)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-(2**13_000), 2**13_000)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([-0.0, 0.0, 1e20, 1e300, -1e300, 5e-324, 1.5, 2.0**53 + 2, float(2**63)])
+    | json_text
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(json_text, children, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(value=json_values)
+async def test_every_json_value_comes_back_identical(make_runner: Callable[..., Runner], value: Any) -> None:
+    runner = make_runner()
+
+    @runner.job(retries=0)
+    async def echo(item: Any, *, also: Any = None) -> Any:
+        assert strictly_equal(item, value) and strictly_equal(also, value)
+        return item
+
+    handle = await echo.enqueue(value, also=value)
+    await runner.run_until_idle()
+    record = await handle.record()
+    assert record.status is JobStatus.SUCCEEDED, record.error
+    assert strictly_equal(record.result, value)
+    assert strictly_equal(await handle.result(), value)
+    assert strictly_equal(record.args, (value,)) and strictly_equal(record.kwargs, {"also": value})
+
+
+async def test_tuple_arguments_come_back_as_lists(store: Store, make_runner: Callable[..., Runner]) -> None:
+    runner = make_runner()
+    seen: list[Any] = []
+
+    @runner.job
+    async def echo(item: Any) -> None:
+        seen.append(item)
+
+    handle = await echo.enqueue((1, ("a", [2.0])))
+    await runner.run_until_idle()
+    assert strictly_equal(seen, [[1, ["a", [2.0]]]])
+    assert strictly_equal((await handle.record()).args, ([1, ["a", [2.0]]],))
+
+
+class _Thing:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ({1, 2}, "set is not JSON"),
+        (lambda: None, "function is not JSON"),
+        (_Thing(), "_Thing is not JSON"),
+        ({1: "one"}, "it has a int key 1"),
+        ([1.0, float("nan")], r"\[1\] cannot be stored as JSON: nan is not a JSON number"),
+        ({"x": float("inf")}, "inf is not a JSON number"),
+        (float("-inf"), "-inf is not a JSON number"),
+        ("lone \ud800 surrogate", "lone surrogate"),
+        ({"key \udfff": 1}, "lone surrogate"),
+        (b"bytes", "bytes is not JSON"),
+    ],
+)
+async def test_a_value_json_cannot_hold_is_refused_naming_job_and_argument_and_nothing_is_written(
+    store: Store, make_runner: Callable[..., Runner], value: Any, why: str
+) -> None:
+    runner = make_runner()
+
+    @runner.job
+    async def save(first: Any, second: Any = None) -> None: ...
+
+    with pytest.raises(TypeError, match=rf"job 'save': argument 'second'.*{why}.*Nothing was enqueued"):
+        await save.enqueue(1, second=value)
+    with pytest.raises(TypeError, match=rf"job 'save': positional argument 0.*{why}"):
+        await save.enqueue_many([(2,), (value,)])  # one bad call: none of the batch is written
+    assert await store.count_pending() == 0
+    assert await store.list_jobs() == []
+
+
+async def test_arguments_over_the_payload_limit_are_refused_and_nothing_is_written(
+    store: Store, make_runner: Callable[..., Runner]
+) -> None:
+    runner = make_runner(max_payload=1_000)
+
+    @runner.job
+    async def upload(data: str) -> None: ...
+
+    with pytest.raises(
+        TypeError, match=r"job 'upload': its arguments are 1,\d{3} bytes as JSON, over the 1,000"
+    ):
+        await upload.enqueue("x" * 1_000)
+    assert await store.list_jobs() == []
+    await upload.enqueue("x" * 900)  # under the limit: accepted
+    assert await store.count_pending() == 1
+
+
+_EXECUTOR_CHECKS_RESULTS = hasattr(jobrunner.execute, "check_result")
+
+
+# Without it a durable store is handed a result it cannot encode, and the
+# settle would fail (and be retried) forever: skip rather than hang.
+needs_checked_results = pytest.mark.skipif(
+    not _EXECUTOR_CHECKS_RESULTS,
+    reason="needs the executor to normalize results with payload.check_result (jobrunner/execute.py)",
+)
+
+
+@needs_checked_results
+async def test_a_tuple_result_comes_back_as_a_list(make_runner: Callable[..., Runner]) -> None:
+    runner = make_runner()
+
+    @runner.job
+    async def pair() -> Any:
+        return (1, ("a", 2.0))
+
+    handle = await pair.enqueue()
+    await runner.run_until_idle()
+    assert strictly_equal(await handle.result(), [1, ["a", 2.0]])
+
+
+@needs_checked_results
+@pytest.mark.parametrize(
+    ("returned", "why"),
+    [({"a set"}, "set that cannot be stored as JSON"), ("x" * 2_000, "over the 1,000-byte limit")],
+)
+async def test_a_result_over_the_limit_or_not_json_fails_the_attempt_and_is_not_stored(
+    make_runner: Callable[..., Runner], returned: Any, why: str
+) -> None:
+    runner = make_runner(max_payload=1_000)
+
+    @runner.job(retries=0)
+    async def make() -> Any:
+        return returned
+
+    handle = await make.enqueue()
+    await runner.run_until_idle()
+    record = await handle.record()
+    assert record.status is JobStatus.DEAD and record.result is None
+    assert record.error is not None and record.error.type == "TypeError" and why in record.error.message
+
+
+async def test_what_a_job_or_a_caller_changes_in_what_it_got_does_not_change_the_store(store: Store) -> None:
+    job = spec(args=([1, 2], {"k": [3]}), kwargs={"opts": {"deep": [4]}})
+    await store.enqueue([job], NOW)
+    (first,) = await store.claim(request())
+    first.spec.args[0].append("job changed it")
+    first.spec.args[1]["k"].clear()
+    first.spec.kwargs["opts"]["deep"].append(5)
+    await store.settle([done(first, OutcomeKind.RELEASED)], "w1")
+    (second,) = await store.claim(request())
+    assert strictly_equal(second.spec.args, ([1, 2], {"k": [3]}))
+    assert strictly_equal(second.spec.kwargs, {"opts": {"deep": [4]}})
+    await store.settle([done(second, result={"rows": [1, 2]})], "w1")
+    record = await store.get(job.id)
+    assert record is not None and record.result is not None
+    record.result["rows"].append(3)
+    record.args[0].append("caller changed it")
+    again = await store.get(job.id)
+    assert again is not None and again.result == {"rows": [1, 2]} and again.args == ([1, 2], {"k": [3]})
+
+
+# --- backpressure: max_pending holds across producers -------------------------------------
+
+
+@asynccontextmanager
+async def another_process(store: Store) -> AsyncIterator[Store]:
+    """The same jobs opened as another process would (memory: the same store)."""
+    if isinstance(store, SQLiteStore):
+        other: Store = SQLiteStore(store.path)
+    elif isinstance(store, PostgresStore):
+        other = PostgresStore(store._dsn, schema=store.schema, max_connections=4)
+    else:
+        yield store
+        return
+    await other.open()
+    try:
+        yield other
+    finally:
+        await other.close()
+
+
+async def test_max_pending_admits_a_batch_only_while_it_fits(store: Store) -> None:
+    await store.enqueue([spec() for _ in range(3)], NOW, max_pending=5)
+    with pytest.raises(QueueFull) as full:
+        await store.enqueue([spec() for _ in range(3)], NOW, max_pending=5)  # 3 + 3 > 5: none of them
+    assert full.value.max_pending == 5 and full.value.pending >= 3
+    assert await store.count_pending() == 3
+    await store.enqueue([spec(), spec()], NOW, max_pending=5)  # 3 + 2 = 5: fits
+    with pytest.raises(QueueFull):
+        await store.enqueue([spec(run_at=NOW + 60)], NOW, max_pending=5)  # delayed jobs count too
+    await store.enqueue([spec()], NOW)  # no max_pending: no check
+    assert await store.count_pending() == 6
+
+
+async def test_a_batch_larger_than_max_pending_goes_into_an_empty_queue(store: Store) -> None:
+    await store.enqueue([spec() for _ in range(8)], NOW, max_pending=5)
+    assert await store.count_pending() == 8
+    with pytest.raises(QueueFull):
+        await store.enqueue([spec()], NOW, max_pending=5)
+    # Claimed and finished jobs do not count: room again once they leave the queue.
+    claimed = await store.claim(request(limit=4))
+    await store.settle([done(c) for c in claimed], "w1")
+    await store.enqueue([spec()], NOW, max_pending=5)
+    assert await store.count_pending() == 5
+
+
+async def test_a_keyed_job_answered_by_an_active_one_needs_no_room(store: Store) -> None:
+    first = spec(key="report")
+    await store.enqueue([first, spec()], NOW, max_pending=2)
+    (again,) = await store.enqueue([spec(key="report")], NOW, max_pending=2)
+    assert tuple(again) == (first.id, False)
+    with pytest.raises(QueueFull):
+        await store.enqueue([spec(key="report"), spec(key="other")], NOW, max_pending=2)
+
+
+@pytest.mark.parametrize("way_back", ["retry", "release", "rescue", "requeue"])
+async def test_jobs_back_in_the_queue_count_toward_max_pending(store: Store, way_back: str) -> None:
+    await store.enqueue([spec(max_attempts=3), spec(max_attempts=3)], NOW, max_pending=2)
+    a, b = await store.claim(request(lease=LeaseTerms(fixed=5.0, margin=0, without_timeout=0)))
+    # Both running, none waiting: a bounded enqueue fits, whatever it counted before.
+    await store.enqueue([spec()], NOW, max_pending=1)
+    if way_back == "retry":
+        await store.settle([done(a, OutcomeKind.RETRY), done(b, OutcomeKind.RETRY)], "w1")
+    elif way_back == "release":
+        await store.settle([done(a, OutcomeKind.RELEASED), done(b, OutcomeKind.RELEASED)], "w1")
+    elif way_back == "rescue":
+        assert len(await store.rescue_expired(NOW + 6)) == 2
+    else:
+        await store.settle([done(a, OutcomeKind.DEAD), done(b, OutcomeKind.CANCELLED)], "w1")
+        await store.requeue(a.spec.id, NOW)
+        await store.requeue(b.spec.id, NOW)
+    assert await store.count_pending() == 3
+    with pytest.raises(QueueFull):
+        await store.enqueue([spec()], NOW, max_pending=3)
+    await store.enqueue([spec()], NOW, max_pending=4)
+
+
+async def test_two_producers_never_hold_more_than_max_pending_together(store: Store) -> None:
+    async with another_process(store) as other:
+
+        async def produce(into: Store) -> int:
+            admitted = 0
+            for _ in range(10):
+                try:
+                    await into.enqueue([spec()], NOW, max_pending=7)
+                    admitted += 1
+                except QueueFull:
+                    pass
+            return admitted
+
+        counts = await asyncio.gather(*(produce(s) for s in (store, other, store, other)))
+    assert sum(counts) == 7
+    assert await store.count_pending() == 7
+
+
+async def test_two_runners_on_one_store_share_one_bound(
+    store: Store, make_runner: Callable[..., Runner], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int | None] = []
+    enqueue = store.enqueue
+
+    async def recording(jobs: Any, now: float, **options: Any) -> Any:
+        asked.append(options.get("max_pending"))
+        return await enqueue(jobs, now, **options)
+
+    monkeypatch.setattr(store, "enqueue", recording)
+    admitted = 0
+    for runner in (make_runner(max_pending=3), make_runner(max_pending=3)):
+
+        @runner.job(name="work")
+        async def work() -> None: ...
+
+        for _ in range(3):
+            try:
+                await work.options(block=False).enqueue()
+                admitted += 1
+            except QueueFull:
+                pass
+    if not any(asked):
+        pytest.xfail(
+            "this Runner does not pass max_pending to the store yet (Runner._admit is being changed)"
+        )
+    assert admitted == 3
+    assert await store.count_pending() == 3

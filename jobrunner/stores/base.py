@@ -1,8 +1,9 @@
 """The store protocol, in the words of job state changes.
 
 Every store (memory, SQLite, PostgreSQL) implements this and passes the same
-behaviour suite (``tests/test_store_behaviour.py``); the runner core only ever
-talks to a ``Store``.
+behaviour suites (``tests/test_store_contract.py``, and ``tests/test_store_model.py``,
+which holds every store to the rules of ``jobrunner.transitions``); the runner
+core only ever talks to a ``Store``.
 
 State machine (``attempts`` counts attempts started)::
 
@@ -27,6 +28,14 @@ Rules every store keeps:
 * Work notifications: a store calls every listener registered with
   ``add_work_listener`` when work may have become available (a job enqueued, a
   retry or release scheduled, a requeue) in any process it can hear from.
+* The state changes themselves (what a settle, a rescue, a cancel or a requeue
+  does to a job, and the cases where a cancel wins) are ``jobrunner.transitions``.
+* Payloads: ``JobSpec.args``/``kwargs`` and ``Outcome.result`` arrive already
+  normalized to JSON values by ``jobrunner.payload`` (the runner checks every
+  call and result), as fresh copies the store may keep. Durable stores write
+  them with ``payload.dumps`` and read them with ``payload.loads``, so every
+  store gives back exactly what JSON holds (tuples as lists, ``-0.0`` and
+  ``1e300`` as floats, NUL characters included).
 """
 
 from __future__ import annotations
@@ -47,8 +56,9 @@ from jobrunner.models import (
     RescuedJob,
     StoreStats,
 )
+from jobrunner.payload import check_call
 
-__all__ = ["Store"]
+__all__ = ["Store", "unstorable"]
 
 
 @runtime_checkable
@@ -58,7 +68,8 @@ class Store(Protocol):
     durable: bool
     """True if accepted jobs survive a crash of this process."""
     serializes_payloads: bool
-    """True if args, kwargs and results are stored as JSON (and must be serializable)."""
+    """True if args, kwargs and results are written out as JSON text (durable
+    stores). Every store holds only JSON values either way (see Payloads above)."""
     poll_interval: float | None
     """How often an idle runner re-checks for work it may not be told about
     (other processes' enqueues); None when every enqueue is notified."""
@@ -79,11 +90,27 @@ class Store(Protocol):
         ...
 
     # producing -------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[JobSpec], now: float, *, connection: Any = None) -> list[Enqueued]:
+    async def enqueue(
+        self,
+        jobs: Sequence[JobSpec],
+        now: float,
+        *,
+        connection: Any = None,
+        max_pending: int | None = None,
+    ) -> list[Enqueued]:
         """Insert jobs atomically (all or none); one answer per job, in order.
 
         ``connection``: a store-specific connection whose transaction the insert
         joins (PostgreSQL); stores without that notion raise ValueError if given.
+
+        ``max_pending``: admit the batch only if the jobs waiting plus the jobs it
+        creates (keyed jobs answered by an active one create none) are at most
+        this, or no job is waiting (a batch larger than the limit goes into an
+        empty queue); otherwise write nothing and raise ``QueueFull(pending,
+        max_pending)``. The check and the insert are one atomic step, so
+        producers in any number of processes together never exceed the bound
+        (PostgreSQL with ``connection=``: see its docstring). ``pending`` may be
+        reported capped at ``max_pending + 1``.
         """
         ...
 
@@ -107,7 +134,10 @@ class Store(Protocol):
         ...
 
     async def next_run_at(self, now: float) -> float | None:
-        """Earliest future ``run_at`` among waiting jobs, to sleep until; None if none."""
+        """Earliest ``run_at`` after ``now`` among waiting jobs, to sleep until; None if none.
+
+        A store may answer earlier than that (never later): it only wakes a runner early.
+        """
         ...
 
     # maintenance (run by the leader) ----------------------------------------
@@ -184,3 +214,19 @@ class Store(Protocol):
     async def stats(self, now: float) -> StoreStats:
         """Counts by status and queue, oldest waiting age, unknown job names."""
         ...
+
+
+def unstorable(spec: JobSpec) -> TypeError:
+    """The error for a spec whose payload JSON cannot hold, naming the job and the argument.
+
+    The runner normalizes every call before a store sees it, so a store meets
+    this only when called directly with raw values.
+    """
+    try:
+        check_call(spec.name, spec.args, spec.kwargs, None)
+    except TypeError as exc:
+        return exc
+    return TypeError(
+        f"job {spec.name!r} ({spec.id}): its headers or meta cannot be stored as JSON; "
+        f"headers map str to str, meta holds str, int, float, bool, None, lists and dicts"
+    )

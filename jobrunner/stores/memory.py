@@ -12,9 +12,22 @@ and an entry anywhere (a lane, a heap) is live only while it *is* the job's
 current state: stale entries are skipped lazily, never searched for.
 
 Ready jobs wait in lanes, one per (queue, priority): a FIFO for the usual case
-(jobs arrive in ``run_at`` order, so append and pop are O(1) whatever the
-length) plus a heap for jobs that arrive out of order (a delayed job or a retry
-that became due). Delayed jobs wait in a heap by ``run_at`` until due.
+(jobs arrive in ``(run_at, seq)`` order, so append and pop are O(1) whatever the
+length) plus a heap for jobs that arrive out of order (a delayed job, a retry
+that became due, a released job, which keeps its enqueue ``seq``). Delayed jobs
+wait in a heap by ``run_at`` until due.
+
+The rules are ``jobrunner.transitions``: the rarer changes (retry, release,
+dead, cancel, rescue, requeue) apply its functions; enqueue, claim and a
+successful settle are inlined copies of them, which the model test
+(``tests/test_store_model.py``) holds to the same rules.
+
+Payloads: the runner hands over arguments and results already normalized to
+JSON values (``jobrunner.payload``), fresh copies that nobody else holds, and
+the store keeps them. What it hands out (claimed arguments, records, results)
+has every list and dict copied, so neither a job nor a caller that changes
+what it got can change what the store holds; strings and numbers are
+immutable and shared.
 """
 
 from __future__ import annotations
@@ -28,7 +41,8 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from jobrunner.errors import InvalidJobState, JobNotFound
+from jobrunner import transitions as rules
+from jobrunner.errors import JobNotFound, QueueFull
 from jobrunner.models import (
     ClaimedJob,
     ClaimRequest,
@@ -52,12 +66,13 @@ __all__ = ["MemoryStore"]
 _new_tuple = tuple.__new__
 
 # Fields of a plain-tuple JobSpec.
-_ID, _NAME, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY, _RUN_AT0 = (
+_ID, _NAME, _ARGS, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY = (
     JobSpec._fields.index(f)
-    for f in ("id", "name", "queue", "priority", "max_attempts", "timeout", "key", "run_at")
+    for f in ("id", "name", "args", "queue", "priority", "max_attempts", "timeout", "key")
 )
 
-# Fields of a state tuple.
+# Fields of a state tuple. STATUS..ERROR are ``transitions.JobState``'s fields, in
+# its order (the error as a plain tuple).
 (
     SPEC,  # plain tuple of JobSpec's fields
     STATUS,  # a JobStatus value (plain str)
@@ -68,17 +83,18 @@ _ID, _NAME, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY, _RUN_AT0 = (
     STARTED,
     FINISHED,
     WORKER,
-    LEASE,  # lease expiry
+    LEASE,  # lease expiry while running, else None
     CANCEL,  # cancel requested while running
     RESULT,
     ERROR,  # (type, message, traceback) or None
-    HISTORY,  # tuple of (at, status, attempt, worker, note)
-    SEQ,  # orders entries and tells a live heap entry from a stale one
+    HISTORY,  # tuple of transitions.LogLine
+    SEQ,  # enqueue order: the last tie-break of claims, fixed for the job's life
 ) = range(15)
 
 _State = tuple[Any, ...]
 _KWARGS, _HEADERS, _META = (JobSpec._fields.index(f) for f in ("kwargs", "headers", "meta"))
 _DICT_FIELDS = (_KWARGS, _HEADERS, _META)
+_CONTAINERS = (list, dict)
 
 
 def _to_plain(spec: JobSpec) -> tuple[Any, ...]:
@@ -96,96 +112,95 @@ def _to_plain(spec: JobSpec) -> tuple[Any, ...]:
     return tuple(values)
 
 
+def _copy(value: Any) -> Any:
+    """A JSON value with every list and dict copied (scalars are immutable: shared)."""
+    kind = type(value)
+    if kind is list:
+        return [_copy(v) if type(v) in _CONTAINERS else v for v in value]
+    if kind is dict:
+        return {k: _copy(v) if type(v) in _CONTAINERS else v for k, v in value.items()}
+    return value
+
+
 def _from_plain(plain: tuple[Any, ...]) -> JobSpec:
-    if plain[_KWARGS] is None and plain[_HEADERS] is None and plain[_META] is None:
+    """A JobSpec to hand out: its own dicts, and copies of any list or dict argument."""
+    args = plain[_ARGS]
+    shared = True  # no list or dict among the arguments: the tuple can be handed out as it is
+    for arg in args:
+        if type(arg) in _CONTAINERS:
+            shared = False
+            break
+    if shared and plain[_KWARGS] is None and plain[_HEADERS] is None and plain[_META] is None:
         return _new_tuple(JobSpec, (*plain[:_KWARGS], {}, *plain[_KWARGS + 1 :]))
     values = list(plain)
-    values[_KWARGS] = dict(plain[_KWARGS]) if plain[_KWARGS] else {}
+    if not shared:
+        values[_ARGS] = tuple([_copy(arg) for arg in args])
+    values[_KWARGS] = {k: _copy(v) for k, v in plain[_KWARGS]} if plain[_KWARGS] else {}
     if plain[_HEADERS] is not None:
         values[_HEADERS] = dict(plain[_HEADERS])
     if plain[_META] is not None:
-        values[_META] = dict(plain[_META])
+        values[_META] = {k: _copy(v) for k, v in plain[_META]}
     return _new_tuple(JobSpec, values)
 
 
-_QUEUED = JobStatus.QUEUED.value
-_SCHEDULED = JobStatus.SCHEDULED.value
-_RUNNING = JobStatus.RUNNING.value
-_RETRYING = JobStatus.RETRYING.value
-_SUCCEEDED = JobStatus.SUCCEEDED.value
-_DEAD = JobStatus.DEAD.value
-_CANCELLED = JobStatus.CANCELLED.value
-_WAITING = frozenset({_QUEUED, _SCHEDULED, _RETRYING})
-_FINAL = frozenset({_SUCCEEDED, _DEAD, _CANCELLED})
-_RETRY_TRIGGER = Trigger.RETRY.value
+_QUEUED = rules.QUEUED
+_SCHEDULED = rules.SCHEDULED
+_RUNNING = rules.RUNNING
+_SUCCEEDED = rules.SUCCEEDED
+_DEAD = rules.DEAD
+_WAITING = rules.WAITING
+_FINAL = rules.FINAL
 _SUCCEEDED_KIND = OutcomeKind.SUCCEEDED
 
 # A runner that has not claimed for this long no longer counts as knowing its names.
 _KNOWN_NAMES_TTL = 300.0
 
 
-def _replace(state: _State, **changes: Any) -> _State:
-    """A copy of ``state`` with fields changed by name (for the rarer transitions)."""
-    values = list(state)
-    for name, value in changes.items():
-        values[_FIELD[name]] = value
-    return tuple(values)
+def _view(state: _State) -> rules.JobState:
+    """The state as ``transitions`` sees it."""
+    error = state[ERROR]
+    return _new_tuple(rules.JobState, (*state[STATUS:ERROR], None if error is None else ErrorInfo(*error)))
 
 
-_FIELD = {
-    "status": STATUS,
-    "attempts": ATTEMPTS,
-    "token": TOKEN,
-    "trigger": TRIGGER,
-    "run_at": RUN_AT,
-    "started": STARTED,
-    "finished": FINISHED,
-    "worker": WORKER,
-    "lease": LEASE,
-    "cancel": CANCEL,
-    "result": RESULT,
-    "error": ERROR,
-    "history": HISTORY,
-    "seq": SEQ,
-}
-
-
-def _logged(state: _State, *entries: tuple[Any, ...]) -> tuple[Any, ...]:
-    history: tuple[Any, ...] = state[HISTORY]
-    return history + entries
-
-
-def _attempt_log(state: _State, at: float, status: str, note: str) -> tuple[Any, ...]:
-    """History with the end of a running attempt: its start (not logged at claim) and this."""
-    attempt, worker = state[ATTEMPTS], state[WORKER]
-    started = (state[STARTED], _RUNNING, attempt, worker, "")
-    return _logged(state, started, (at, status, attempt, worker, note))
-
-
-def _error_tuple(error: ErrorInfo | None) -> tuple[str, str, str] | None:
-    return None if error is None else (error.type, error.message, error.traceback)
+def _applied(state: _State, change: rules.Change) -> _State:
+    """``state`` after ``change``: its fields replaced, its history extended."""
+    new = change.state
+    error = new.error
+    return (
+        state[SPEC],
+        *new[:-1],
+        None if error is None else (error.type, error.message, error.traceback),
+        state[HISTORY] + change.log if change.log else state[HISTORY],
+        state[SEQ],
+    )
 
 
 class _Lane:
     """Ready jobs of one queue and priority, in ``(run_at, seq)`` order."""
 
-    __slots__ = ("fifo", "jobs", "last_run_at", "late", "priority", "queue")
+    __slots__ = ("fifo", "jobs", "last_run_at", "last_seq", "late", "priority", "queue", "tickets")
 
-    def __init__(self, queue: str, priority: int, jobs: dict[str, _State]) -> None:
+    def __init__(self, queue: str, priority: int, jobs: dict[str, _State], tickets: Iterator[int]) -> None:
         self.queue = queue
         self.priority = priority
         self.jobs = jobs
+        self.tickets = tickets
         self.fifo: deque[_State] = deque()
-        self.late: list[tuple[float, int, _State]] = []
+        # (run_at, seq, ticket, state): the ticket keeps a job's stale and live
+        # entries (same run_at and seq) from ever comparing their states.
+        self.late: list[tuple[float, int, int, _State]] = []
         self.last_run_at = -math.inf
+        self.last_seq = 0
 
     def push(self, state: _State) -> None:
         run_at = state[RUN_AT]
-        if run_at >= self.last_run_at:
+        last_run_at = self.last_run_at
+        if run_at > last_run_at or (run_at == last_run_at and state[SEQ] > self.last_seq):
             self.fifo.append(state)
             self.last_run_at = run_at
+            self.last_seq = state[SEQ]
         else:
-            heapq.heappush(self.late, (run_at, state[SEQ], state))
+            heapq.heappush(self.late, (run_at, state[SEQ], next(self.tickets), state))
 
     def _clean(self) -> None:
         jobs = self.jobs
@@ -193,7 +208,7 @@ class _Lane:
         while fifo and jobs.get(fifo[0][SPEC][_ID]) is not fifo[0]:
             fifo.popleft()
         late = self.late
-        while late and jobs.get(late[0][2][SPEC][_ID]) is not late[0][2]:
+        while late and jobs.get(late[0][3][SPEC][_ID]) is not late[0][3]:
             heapq.heappop(late)
 
     def head(self) -> tuple[float, int] | None:
@@ -222,12 +237,12 @@ class _Lane:
         if fifo and (not late or (fifo[0][RUN_AT], fifo[0][SEQ]) < late[0][:2]):
             return fifo.popleft()
         if late:
-            return heapq.heappop(late)[2]
+            return heapq.heappop(late)[3]
         return None
 
     def states(self) -> Iterator[_State]:
         yield from self.fifo
-        yield from (state for _, _, state in self.late)
+        yield from (entry[3] for entry in self.late)
 
 
 class MemoryStore:
@@ -250,12 +265,15 @@ class MemoryStore:
         self._lanes: dict[tuple[str, int], _Lane] = {}
         self._lane_order: list[_Lane] = []
         self._last_lane: _Lane | None = None
-        self._delayed: list[tuple[float, int, _State]] = []
+        # (run_at, seq, ticket, state), as a lane's late heap.
+        self._delayed: list[tuple[float, int, int, _State]] = []
+        self._tickets = itertools.count()
         self._parked: dict[str, list[_State]] = {}
         self._running: dict[str, None] = {}
         self._keys: dict[str, str] = {}
         self._finished: deque[_State] = deque()
         self._counts: dict[str, dict[str, int]] = {}
+        self._pending = 0  # waiting jobs (QUEUED, SCHEDULED, RETRYING), for admission in O(1)
         self._waiters: dict[str, list[asyncio.Future[_State]]] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
         self._ticks: dict[str, float] = {}
@@ -292,13 +310,26 @@ class MemoryStore:
             counts = self._counts[queue] = {status.value: 0 for status in JobStatus}
         return counts
 
-    def _set(self, old: _State | None, new: _State) -> None:
+    def _set(self, old: _State, new: _State) -> None:
         """Install ``new`` as the job's state and keep the counts right."""
         counts = self._counts_of(new[SPEC][_QUEUE])
-        if old is not None:
-            counts[old[STATUS]] -= 1
-        counts[new[STATUS]] += 1
+        before, after = old[STATUS], new[STATUS]
+        counts[before] -= 1
+        counts[after] += 1
+        self._pending += (after in _WAITING) - (before in _WAITING)
         self._jobs[new[SPEC][_ID]] = new
+
+    def _change(self, old: _State, change: rules.Change, now: float) -> _State:
+        """Apply a ``transitions`` change: install it and file, finish or flag the job."""
+        new = _applied(old, change)
+        status = new[STATUS]
+        if status in _FINAL:
+            self._finished_state(old, new)
+        else:
+            self._set(old, new)
+            if status in _WAITING:
+                self._file(new, now)
+        return new
 
     def _lane(self, queue: str, priority: int) -> _Lane:
         last = self._last_lane
@@ -306,7 +337,7 @@ class MemoryStore:
             return last
         lane = self._lanes.get((queue, priority))
         if lane is None:
-            lane = self._lanes[queue, priority] = _Lane(queue, priority, self._jobs)
+            lane = self._lanes[queue, priority] = _Lane(queue, priority, self._jobs, self._tickets)
             keys = [(ln.priority, ln.queue) for ln in self._lane_order]
             self._lane_order.insert(bisect.bisect(keys, (priority, queue)), lane)
         self._last_lane = lane
@@ -315,7 +346,7 @@ class MemoryStore:
     def _file(self, state: _State, now: float) -> None:
         """Put a waiting state where claims will find it."""
         if state[RUN_AT] > now:
-            heapq.heappush(self._delayed, (state[RUN_AT], state[SEQ], state))
+            heapq.heappush(self._delayed, (state[RUN_AT], state[SEQ], next(self._tickets), state))
         else:
             spec = state[SPEC]
             self._lane(spec[_QUEUE], spec[_PRIORITY]).push(state)
@@ -324,11 +355,12 @@ class MemoryStore:
         delayed = self._delayed
         jobs = self._jobs
         while delayed and delayed[0][0] <= now:
-            state = heapq.heappop(delayed)[2]
+            state = heapq.heappop(delayed)[3]
             if jobs.get(state[SPEC][_ID]) is not state:
                 continue
             if state[STATUS] == _SCHEDULED:
-                queued = _replace(state, status=_QUEUED)
+                # Due: relabelled QUEUED (transitions: "scheduled vs queued").
+                queued = (*state[:STATUS], _QUEUED, *state[STATUS + 1 :])
                 self._set(state, queued)
                 state = queued
             spec = state[SPEC]
@@ -362,31 +394,49 @@ class MemoryStore:
         return True
 
     # producing -------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[JobSpec], now: float, *, connection: Any = None) -> list[Enqueued]:
-        """Add jobs; a job whose key is active returns the active job instead."""
+    async def enqueue(
+        self,
+        jobs: Sequence[JobSpec],
+        now: float,
+        *,
+        connection: Any = None,
+        max_pending: int | None = None,
+    ) -> list[Enqueued]:
+        """Add jobs; a job whose key is active returns the active job instead.
+
+        The specs' payloads are kept as they are (see the module docstring).
+        """
         if connection is not None:
             raise ValueError("the memory store has no connections; enqueue without connection=")
+        pending = self._pending
+        if max_pending is not None and pending + len(jobs) > max_pending and pending:
+            created = self._would_create(jobs)
+            if not rules.admits(pending, created, max_pending):
+                raise QueueFull(pending, max_pending)
         out: list[Enqueued] = []
         keys = self._keys
         all_jobs = self._jobs
         seq = self._seq
         lane = self._last_lane
+        answered = 0  # jobs answered by an active one with their key
         for spec in jobs:
             key = spec.key
             if key is not None:
                 existing = keys.get(key)
                 if existing is not None:
                     out.append(_new_tuple(Enqueued, (existing, False)))
+                    answered += 1
                     continue
                 keys[key] = spec.id
             run_at = spec.run_at
             plain = _to_plain(spec)
+            # transitions.enqueued, inlined.
             status = _SCHEDULED if run_at > now else _QUEUED
             state: _State = (
-                plain, status, 0, 0, spec.trigger, run_at, None, None, None, 0.0, False, None, None, (), next(seq),
+                plain, status, 0, 0, spec.trigger, run_at, None, None, None, None, False, None, None, (), next(seq),
             )  # fmt: skip
             if run_at > now:
-                heapq.heappush(self._delayed, (run_at, state[SEQ], state))
+                heapq.heappush(self._delayed, (run_at, state[SEQ], next(self._tickets), state))
             else:
                 if lane is None or lane.queue != spec.queue or lane.priority != spec.priority:
                     lane = self._lane(spec.queue, spec.priority)
@@ -395,12 +445,27 @@ class MemoryStore:
             counts = self._counts.get(spec.queue) or self._counts_of(spec.queue)
             counts[status] += 1
             out.append(_new_tuple(Enqueued, (spec.id, True)))
+        self._pending += len(out) - answered
         self._notify()
         return out
 
+    def _would_create(self, jobs: Sequence[JobSpec]) -> int:
+        """How many of ``jobs`` an enqueue would create (the others' keys are held)."""
+        keys = self._keys
+        seen: set[str] = set()
+        created = 0
+        for spec in jobs:
+            key = spec.key
+            if key is None:
+                created += 1
+            elif key not in keys and key not in seen:
+                seen.add(key)
+                created += 1
+        return created
+
     async def count_pending(self) -> int:
         """Exact count of waiting jobs."""
-        return sum(c[_QUEUED] + c[_SCHEDULED] + c[_RETRYING] for c in self._counts.values())
+        return self._pending
 
     # consuming -------------------------------------------------------------
     async def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
@@ -456,6 +521,7 @@ class MemoryStore:
                 timeout = plain[_TIMEOUT]
                 lease = now + (no_timeout if timeout is None else timeout) + margin
             trigger = state[TRIGGER]
+            # transitions.claimed, inlined.
             jobs[job_id] = (
                 plain, _RUNNING, attempt, token, trigger, state[RUN_AT], now, None, worker,
                 lease, False, None, state[ERROR], state[HISTORY], state[SEQ],
@@ -468,6 +534,7 @@ class MemoryStore:
                 room[queue] -= 1
                 if room[queue] <= 0:
                     lanes = [ln for ln in lanes if ln.queue != queue]
+        self._pending -= len(out)
         return out
 
     @staticmethod
@@ -504,13 +571,13 @@ class MemoryStore:
                 lost.append(job_id)
                 continue
             lease = now + terms.seconds_for(state[SPEC][_TIMEOUT])
-            self._jobs[job_id] = _replace(state, lease=lease)
+            self._jobs[job_id] = (*state[:LEASE], lease, *state[LEASE + 1 :])
             if state[CANCEL]:
                 cancel.append(job_id)
         return LeaseReport(tuple(lost), tuple(cancel))
 
     async def settle(self, outcomes: Sequence[Outcome], worker: str) -> list[str]:
-        """Apply outcomes whose lease is still held; return the ids of the others."""
+        """Apply outcomes whose lease is still held, in order; return the ids of the others."""
         lost: list[str] = []
         jobs = self._jobs
         running = self._running
@@ -520,18 +587,19 @@ class MemoryStore:
         for outcome in outcomes:
             job_id = outcome.job_id
             state = jobs.get(job_id)
+            # transitions.holds, inlined: a second outcome for the same attempt
+            # finds the job no longer running.
             if state is None or state[STATUS] != _RUNNING or state[TOKEN] != outcome.token:
                 lost.append(job_id)
                 continue
             del running[job_id]
-            kind = outcome.kind
-            at = outcome.at
-            if kind is _SUCCEEDED_KIND:
+            if outcome.kind is _SUCCEEDED_KIND:
+                # transitions.settled for a success, inlined.
                 plain = state[SPEC]
                 new = (
                     plain, _SUCCEEDED, state[ATTEMPTS], state[TOKEN], state[TRIGGER], state[RUN_AT],
-                    state[STARTED], at, state[WORKER], 0.0, False, outcome.result, state[ERROR],
-                    state[HISTORY], state[SEQ],
+                    state[STARTED], outcome.at, state[WORKER], None, state[CANCEL], outcome.result,
+                    state[ERROR], state[HISTORY], state[SEQ],
                 )  # fmt: skip
                 if plain[_KEY] is not None or self._waiters:
                     self._finished_state(state, new)
@@ -544,53 +612,22 @@ class MemoryStore:
                 finished.append(new)
                 if len(finished) > max_finished:
                     self._forget(finished.popleft())
-            elif kind is OutcomeKind.RETRY:
-                error = outcome.error
-                run_at = at if outcome.retry_at is None else outcome.retry_at
-                new = _replace(
-                    state,
-                    status=_RETRYING,
-                    run_at=run_at,
-                    trigger=_RETRY_TRIGGER,
-                    error=_error_tuple(error),
-                    history=_attempt_log(state, at, _RETRYING, error.type if error else ""),
-                    seq=next(self._seq),
-                )
-                self._set(state, new)
-                self._file(new, at)
+                continue
+            change = rules.settled(_view(state), outcome)
+            assert change is not None  # held: checked above
+            if self._change(state, change, outcome.at)[STATUS] in _WAITING:
                 notify = True
-            elif kind is OutcomeKind.RELEASED:
-                status = _RETRYING if state[TRIGGER] == _RETRY_TRIGGER else _QUEUED
-                new = _replace(
-                    state,
-                    status=status,
-                    attempts=state[ATTEMPTS] - 1,
-                    history=_attempt_log(state, at, status, "released at shutdown"),
-                    seq=next(self._seq),
-                )
-                self._set(state, new)
-                self._file(new, at)
-                notify = True
-            else:
-                status = _DEAD if kind is OutcomeKind.DEAD else _CANCELLED
-                error = outcome.error
-                new = _replace(
-                    state,
-                    status=status,
-                    finished=at,
-                    error=_error_tuple(error),
-                    history=_attempt_log(state, at, status, error.type if error else ""),
-                )
-                self._finished_state(state, new)
         if notify:
             self._notify()
         return lost
 
     async def next_run_at(self, now: float) -> float | None:
-        """Head of the delayed heap, skipping stale entries."""
+        """Head of the delayed heap, once the due jobs left it and stale entries are skipped."""
+        if self._delayed and self._delayed[0][0] <= now:
+            self._promote(now)
         delayed = self._delayed
         while delayed:
-            run_at, _, state = delayed[0]
+            run_at, _, _, state = delayed[0]
             if self._jobs.get(state[SPEC][_ID]) is state:
                 return run_at
             heapq.heappop(delayed)
@@ -600,40 +637,13 @@ class MemoryStore:
     async def rescue_expired(self, now: float) -> list[RescuedJob]:
         """Retry, dead-letter or cancel running jobs whose lease ran out."""
         rescued: list[RescuedJob] = []
-        expired = [self._jobs[i] for i in self._running if self._jobs[i][LEASE] < now]
+        jobs = self._jobs
+        expired = [jobs[i] for i in self._running if jobs[i][LEASE] < now]
         for state in expired:
             spec = state[SPEC]
             del self._running[spec[_ID]]
-            error = (
-                "LeaseExpired",
-                f"worker {state[WORKER]} stopped renewing its lease on attempt {state[ATTEMPTS]}; "
-                f"the worker probably died",
-                "",
-            )
-            if state[CANCEL] or state[ATTEMPTS] >= spec[_MAX_ATTEMPTS]:
-                status = _CANCELLED if state[CANCEL] else _DEAD
-                new = _replace(
-                    state,
-                    status=status,
-                    finished=now,
-                    error=error,
-                    history=_attempt_log(state, now, status, "lease expired"),
-                )
-                self._finished_state(state, new)
-            else:
-                status = _RETRYING
-                new = _replace(
-                    state,
-                    status=status,
-                    run_at=now,
-                    trigger=_RETRY_TRIGGER,
-                    error=error,
-                    history=_attempt_log(state, now, status, "lease expired"),
-                    seq=next(self._seq),
-                )
-                self._set(state, new)
-                self._file(new, now)
-            rescued.append(RescuedJob(spec[_ID], spec[_NAME], state[ATTEMPTS], JobStatus(status)))
+            new = self._change(state, rules.rescued(_view(state), now, spec[_MAX_ATTEMPTS]), now)
+            rescued.append(RescuedJob(spec[_ID], spec[_NAME], state[ATTEMPTS], JobStatus(new[STATUS])))
         if rescued:
             self._notify()
         return rescued
@@ -728,7 +738,7 @@ class MemoryStore:
             run_at=state[RUN_AT],
             started_at=state[STARTED],
             finished_at=state[FINISHED],
-            result=state[RESULT],
+            result=_copy(state[RESULT]),
             error=None if error is None else ErrorInfo(*error),
             worker=state[WORKER],
             cancel_requested=state[CANCEL],
@@ -767,49 +777,21 @@ class MemoryStore:
         state = self._jobs.get(job_id)
         if state is None:
             raise JobNotFound(job_id)
-        status = state[STATUS]
-        if status in _WAITING:
-            new = _replace(
-                state,
-                status=_CANCELLED,
-                finished=now,
-                history=_logged(state, (now, _CANCELLED, state[ATTEMPTS], None, "cancelled while waiting")),
-            )
-            self._finished_state(state, new)
-            return JobStatus.CANCELLED
-        if status == _RUNNING:
-            self._jobs[job_id] = _replace(state, cancel=True)
-        return JobStatus(status)
+        if state[STATUS] not in _FINAL:  # a final job is left as it is
+            state = self._change(state, rules.cancelled(_view(state), now), now)
+        return JobStatus(state[STATUS])
 
     async def requeue(self, job_id: str, now: float) -> JobRecord:
         """DEAD or CANCELLED back to QUEUED, attempts reset."""
         state = self._jobs.get(job_id)
         if state is None:
             raise JobNotFound(job_id)
-        if state[STATUS] not in (_DEAD, _CANCELLED):
-            raise InvalidJobState(job_id, state[STATUS], "only dead or cancelled jobs can be requeued")
         key = state[SPEC][_KEY]
+        holder = None if key is None else self._keys.get(key)
+        change = rules.requeued(job_id, _view(state), now, key, holder)
         if key is not None:
-            holder = self._keys.get(key)
-            if holder is not None:
-                raise InvalidJobState(
-                    job_id, state[STATUS], f"job {holder} with the same key {key!r} is active"
-                )
             self._keys[key] = job_id
-        new = _replace(
-            state,
-            status=_QUEUED,
-            attempts=0,
-            trigger=Trigger.REQUEUE.value,
-            run_at=now,
-            started=None,
-            finished=None,
-            cancel=False,
-            history=_logged(state, (now, _QUEUED, 0, None, "requeued")),
-            seq=next(self._seq),
-        )
-        self._set(state, new)
-        self._file(new, now)
+        new = self._change(state, change, now)
         self._notify()
         return self._record(new)
 
@@ -854,7 +836,7 @@ class MemoryStore:
         waiting = itertools.chain(
             (s for lane in self._lane_order for s in lane.states()),
             (s for parked in self._parked.values() for s in parked),
-            (s for _, _, s in self._delayed),
+            (entry[3] for entry in self._delayed),
         )
         for state in waiting:
             if jobs.get(state[SPEC][_ID]) is not state:

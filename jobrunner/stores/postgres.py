@@ -36,26 +36,34 @@ How it works, and what it guarantees:
 * Durability is PostgreSQL's: an enqueue that returned is committed (with the
   server's ``synchronous_commit`` and ``fsync`` settings). Delivery is at least
   once: a worker that dies loses its lease and the job runs again.
-* Payloads are JSON (``jsonb``), never pickle; times are epoch seconds as
-  ``double precision``, always the ``now`` the runner passes.
+* Payloads are JSON (``json`` columns, which keep the text as written:
+  ``jsonb`` would turn ``1e20`` into an int and ``-0.0`` into ``0`` and refuse
+  NUL), never pickle; times are epoch seconds as ``double precision``, always
+  the ``now`` the runner passes.
+* ``enqueue(..., max_pending=n)``: the check and the insert run in one
+  statement under a transaction-level advisory lock, so producers in every
+  process stay within the bound together; the check reads an upper bound of
+  the waiting jobs and counts them only when the queue may be full (the
+  ``admit`` function of migration 3). Inside a caller's transaction
+  (``connection=``) no lock is taken (see ``PostgresStore.enqueue``).
+* The SQL (schema, migrations, statements) is ``_postgres_sql.py``; the state
+  changes follow ``jobrunner.transitions``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
 from jobrunner import defaults
-from jobrunner.errors import InvalidJobState, JobNotFound, StoreError
+from jobrunner import transitions as rules
+from jobrunner.errors import InvalidJobState, JobNotFound, QueueFull, StoreError
 from jobrunner.logs import get_logger
 from jobrunner.models import (
     ClaimedJob,
@@ -74,13 +82,14 @@ from jobrunner.models import (
     StoreStats,
     Trigger,
 )
+from jobrunner.payload import dumps, loads
+from jobrunner.stores._postgres_sql import SCHEMA_VERSION, Statements, check_schema, install_schema
+from jobrunner.stores.base import unstorable
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "install_schema"]
 
 _log = get_logger("jobrunner.stores.postgres")
 _new_tuple = tuple.__new__
-
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
 
 # A runner that has not claimed for this long no longer counts as knowing its names.
 _KNOWN_NAMES_TTL = 300.0
@@ -101,524 +110,44 @@ _POLL_WHILE_DEAF = 1.0
 _WAIT_POLL_MIN = 0.005
 _WAIT_POLL_MAX = 0.5
 
-_WAITING_SQL = "('queued', 'scheduled', 'retrying')"
-_ACTIVE_SQL = "('queued', 'scheduled', 'running', 'retrying')"
-_FINAL_SQL = "('succeeded', 'dead', 'cancelled')"
-_FINAL = frozenset({"succeeded", "dead", "cancelled"})
 
-
-# --- schema and migrations ---------------------------------------------------------------
-# Each migration is applied once, in order, in the install transaction. Released
-# migrations never change: a new release appends one.
-
-_MIGRATION_1 = f"""
-CREATE TABLE {{s}}.jobs (
-    id text PRIMARY KEY,
-    seq bigint GENERATED ALWAYS AS IDENTITY,
-    name text NOT NULL,
-    queue text NOT NULL,
-    priority integer NOT NULL,
-    status text NOT NULL CHECK (status IN {_ACTIVE_SQL[:-1]}, 'succeeded', 'dead', 'cancelled')),
-    attempts integer NOT NULL DEFAULT 0,
-    max_attempts integer NOT NULL,
-    timeout double precision,
-    key text,
-    workspace_id text,
-    trigger text NOT NULL,
-    enqueued_at double precision NOT NULL,
-    run_at double precision NOT NULL,
-    started_at double precision,
-    finished_at double precision,
-    worker text,
-    token bigint NOT NULL DEFAULT 0,
-    lease_expires_at double precision,
-    cancel_requested boolean NOT NULL DEFAULT false,
-    args jsonb NOT NULL,
-    kwargs jsonb NOT NULL,
-    headers jsonb,
-    meta jsonb,
-    result jsonb,
-    result_error text,
-    error_type text,
-    error_message text,
-    error_traceback text,
-    history jsonb NOT NULL DEFAULT '[]'
-);
--- Claims: best waiting job first. Partial, so finished rows cost it nothing.
-CREATE INDEX jobs_ready ON {{s}}.jobs (priority, run_at, seq) WHERE status IN {_WAITING_SQL};
--- next_run_at: the earliest delayed job.
-CREATE INDEX jobs_waiting_run_at ON {{s}}.jobs (run_at) WHERE status IN {_WAITING_SQL};
--- The rescuer: expired leases.
-CREATE INDEX jobs_lease ON {{s}}.jobs (lease_expires_at) WHERE status = 'running';
--- A key is unique among active jobs.
-CREATE UNIQUE INDEX jobs_active_key ON {{s}}.jobs (key)
-    WHERE key IS NOT NULL AND status IN {_ACTIVE_SQL};
--- Pruning and purging finished jobs in bounded batches.
-CREATE INDEX jobs_finished ON {{s}}.jobs (finished_at) WHERE status IN {_FINAL_SQL};
--- Dead letters, newest first.
-CREATE INDEX jobs_dead ON {{s}}.jobs (seq) WHERE status = 'dead';
-CREATE TABLE {{s}}.leaders (
-    role text PRIMARY KEY,
-    holder text NOT NULL,
-    expires_at double precision NOT NULL
-);
-CREATE TABLE {{s}}.cron_ticks (
-    schedule text PRIMARY KEY,
-    fire_at double precision NOT NULL
-);
-"""
-
-_MIGRATION_2 = """
--- Leadership taken over as soon as the leader's session is gone.
-ALTER TABLE {s}.leaders ADD COLUMN session_key bigint;
--- The job names each live runner registered, for stats().unknown_names.
-CREATE TABLE {s}.runners (
-    worker text PRIMARY KEY,
-    names text[] NOT NULL,
-    seen_at double precision NOT NULL
-);
--- A queue table turns over all its rows: vacuum it after 2% of them changed,
--- not the default 20%, so dead tuples do not pile up between prunes.
-ALTER TABLE {s}.jobs SET (
-    autovacuum_vacuum_scale_factor = 0.02,
-    autovacuum_analyze_scale_factor = 0.02,
-    autovacuum_vacuum_insert_scale_factor = 0.05
-);
-"""
-
-_MIGRATIONS: tuple[tuple[int, str, str], ...] = (
-    (1, "jobs, leaders and cron ticks", _MIGRATION_1),
-    (2, "leader session liveness, runners' names, autovacuum for queue churn", _MIGRATION_2),
-)
-SCHEMA_VERSION = _MIGRATIONS[-1][0]
-"""The schema version this release installs and understands."""
-
-
-def _quote(schema: str) -> str:
-    return f'"{schema}"'
-
-
-def _check_schema(schema: str) -> str:
-    if not isinstance(schema, str) or not _SCHEMA_NAME.match(schema):
-        raise ValueError(
-            f"PostgresStore(schema={schema!r}): use lower-case letters, digits and underscores, "
-            f"starting with a letter or underscore, at most 48 characters"
-        )
-    return schema
-
-
-async def install_schema(connection: Any, schema: str = "jobrunner", *, target: int | None = None) -> int:
-    """Create or migrate ``schema`` on an asyncpg ``connection``, up to ``target``
-    (default: the latest version); return the version it is at.
-
-    ``PostgresStore.open()`` calls this; call it yourself to install the schema
-    ahead of a deploy (the user then needs no CREATE privilege at run time).
-    Safe to run from several processes at once: a transaction-scoped advisory
-    lock serializes installers. Raises ``StoreError`` if the schema is newer
-    than this release.
-    """
-    _check_schema(schema)
-    target = SCHEMA_VERSION if target is None else target
-    if not 1 <= target <= SCHEMA_VERSION:
-        raise ValueError(f"install_schema(target={target}): versions are 1..{SCHEMA_VERSION}")
-    s = _quote(schema)
-    async with connection.transaction():
-        # CREATE ... IF NOT EXISTS is not safe against a concurrent twin; the lock is.
-        await connection.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"jobrunner.install:{schema}"
-        )
-        await connection.execute(f"CREATE SCHEMA IF NOT EXISTS {s}")
-        await connection.execute(
-            f"CREATE TABLE IF NOT EXISTS {s}.schema_migrations ("
-            f"version integer PRIMARY KEY, description text NOT NULL, "
-            f"applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        current = int(
-            await connection.fetchval(f"SELECT coalesce(max(version), 0) FROM {s}.schema_migrations")
-        )
-        if current > SCHEMA_VERSION:
-            raise StoreError(
-                f"PostgreSQL schema {schema!r} is at version {current}, newer than this jobrunner "
-                f"understands (up to {SCHEMA_VERSION}); upgrade jobrunner in this process, or point it "
-                f"at another schema with PostgresStore(schema=...)"
-            )
-        for version, description, sql in _MIGRATIONS:
-            if current < version <= target:
-                await connection.execute(sql.format(s=s))
-                await connection.execute(
-                    f"INSERT INTO {s}.schema_migrations (version, description) VALUES ($1, $2)",
-                    version,
-                    description,
-                )
-                current = version
-    return current
-
-
-# --- statements -----------------------------------------------------------------------------
-# Columns a claim returns, in this order (indexes below).
-_CLAIM_RETURNING = """
-    j.id, j.name, j.args::text AS args, j.kwargs::text AS kwargs, j.queue, j.priority, j.max_attempts,
-    j.timeout, j.key, j.workspace_id, j.enqueued_at, j.run_at, j.trigger, j.headers::text AS headers,
-    j.meta::text AS meta, j.attempts, j.token, j.seq"""
-
-# The claim's update of the picked rows; $1 now, $3 limit, $4 worker, $5-$7 lease terms.
-# The claim's update of the picked rows; $1 now, $3 limit, $4 worker, $5-$7 lease
-# terms. The statement also answers "when is the next delayed job due?" (one
-# index probe), which an idle runner asks right after a claim that came back
-# short: always one row, with NULL job columns when nothing was claimed.
-_CLAIM_UPDATE = f""", claimed AS (
-UPDATE {{s}}.jobs j SET
-    status = 'running',
-    attempts = j.attempts + 1,
-    token = j.token + 1,
-    started_at = $1,
-    worker = $4,
-    lease_expires_at = $1 + coalesce($5::float8, coalesce(j.timeout, $6::float8) + $7::float8),
-    cancel_requested = false
-FROM chosen WHERE j.id = chosen.id
-RETURNING {_CLAIM_RETURNING}
-)
-SELECT claimed.*, later.next_at
-FROM (SELECT min(run_at) AS next_at FROM {{s}}.jobs WHERE status IN {_WAITING_SQL} AND run_at > $1) later
-LEFT JOIN claimed ON true
-"""
-
-# $1 now, $2 names (NULL: any), $8 queues (NULL: any).
-_READY = (
-    f"status IN {_WAITING_SQL} AND run_at <= $1 AND ($2::text[] IS NULL OR name = ANY($2::text[])) "
-    f"AND ($8::text[] IS NULL OR queue = ANY($8::text[]))"
-)
-
-# Claim without per-queue limits: the best ``limit`` ready jobs.
-_CLAIM = (
-    f"""
-WITH chosen AS (
-    SELECT id FROM {{s}}.jobs
-    WHERE {_READY}
-    ORDER BY priority, run_at, seq
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-)"""
-    + _CLAIM_UPDATE
-)
-
-# Claim with per-queue limits ($9 limited queues, $10 their room): each limited
-# queue contributes at most its room, the other queues at most ``limit``, and
-# the best ``limit`` of those are taken (rows locked but not taken are released
-# when the statement commits). FOR UPDATE cannot sit under a UNION, hence the
-# one LATERAL over (queue, room) pairs plus a NULL row for "every other queue".
-_CLAIM_WITH_ROOM = (
-    f"""
-WITH room(queue, n) AS (
-    SELECT * FROM unnest($9::text[], $10::int[])
-    UNION ALL SELECT NULL, $3
-), picked AS (
-    SELECT c.id, c.priority, c.run_at, c.seq FROM room CROSS JOIN LATERAL (
-        SELECT id, priority, run_at, seq FROM {{s}}.jobs
-        WHERE {_READY}
-          AND CASE WHEN room.queue IS NULL THEN queue <> ALL($9::text[]) ELSE queue = room.queue END
-        ORDER BY priority, run_at, seq
-        LIMIT room.n
-        FOR UPDATE SKIP LOCKED
-    ) c
-), chosen AS (
-    SELECT id FROM picked ORDER BY priority, run_at, seq LIMIT $3
-)"""
-    + _CLAIM_UPDATE
-)
-
-# One statement inserts a batch and notifies listeners (delivered at commit).
-_ENQUEUE = f"""
-WITH ins AS (
-    INSERT INTO {{s}}.jobs (id, name, queue, priority, status, max_attempts, timeout, key, workspace_id,
-                          trigger, enqueued_at, run_at, args, kwargs, headers, meta)
-    SELECT u.id, u.name, u.queue, u.priority,
-           CASE WHEN u.run_at > $16 THEN 'scheduled' ELSE 'queued' END,
-           u.max_attempts, u.timeout, u.key, u.workspace_id, u.trigger, u.enqueued_at, u.run_at,
-           u.args::jsonb, u.kwargs::jsonb, u.headers::jsonb, u.meta::jsonb
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::float8[], $7::text[],
-                $8::text[], $9::text[], $10::float8[], $11::float8[], $12::text[], $13::text[],
-                $14::text[], $15::text[])
-         WITH ORDINALITY AS u(id, name, queue, priority, max_attempts, timeout, key, workspace_id,
-                              trigger, enqueued_at, run_at, args, kwargs, headers, meta, ord)
-    ORDER BY u.ord
-    ON CONFLICT (key) WHERE key IS NOT NULL AND status IN {_ACTIVE_SQL} DO NOTHING
-    RETURNING id
-)
-SELECT array(SELECT id FROM ins), pg_notify($17, $18)
-"""
-
-_ACTIVE_KEYS = f"SELECT key, id FROM {{s}}.jobs WHERE key = ANY($1::text[]) AND status IN {_ACTIVE_SQL}"
-
-# The status an outcome leads to; a released attempt goes back to where it came from.
-_SETTLED_STATUS = "coalesce(u.status, CASE WHEN j.trigger = 'retry' THEN 'retrying' ELSE 'queued' END)"
-
-# Outcomes that put a job back in the queue (a retry, a release) notify the
-# other processes in the same statement ($13 channel, $14 payload).
-_SETTLE = f"""
-WITH settled AS (
-UPDATE {{s}}.jobs j SET
-    status = {_SETTLED_STATUS},
-    attempts = CASE WHEN u.kind = 'released' THEN j.attempts - 1 ELSE j.attempts END,
-    run_at = CASE WHEN u.kind = 'retry' THEN u.retry_at ELSE j.run_at END,
-    trigger = CASE WHEN u.kind = 'retry' THEN 'retry' ELSE j.trigger END,
-    finished_at = CASE WHEN u.kind IN {_FINAL_SQL} THEN u.at END,
-    lease_expires_at = NULL,
-    result = u.result::jsonb,
-    result_error = u.result_error,
-    error_type = CASE WHEN u.kind IN ('retry', 'dead', 'cancelled') THEN u.error_type ELSE j.error_type END,
-    error_message = CASE WHEN u.kind IN ('retry', 'dead', 'cancelled') THEN u.error_message ELSE j.error_message END,
-    error_traceback = CASE WHEN u.kind IN ('retry', 'dead', 'cancelled') THEN u.error_traceback ELSE j.error_traceback END,
-    -- Claims and successes are implied by started_at and finished_at; the rarer
-    -- transitions log the attempt's start and its end.
-    history = CASE WHEN u.kind = 'succeeded' THEN j.history ELSE j.history || jsonb_build_array(
-        jsonb_build_array(j.started_at, 'running', j.attempts, j.worker, ''),
-        jsonb_build_array(u.at, {_SETTLED_STATUS}, j.attempts, j.worker, u.note)) END
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::float8[], $5::float8[], $6::text[], $7::text[],
-            $8::text[], $9::text[], $10::text[], $11::text[], $12::text[])
-     AS u(id, token, kind, at, retry_at, result, result_error, error_type, error_message,
-          error_traceback, status, note)
-WHERE j.id = u.id AND j.token = u.token AND j.status = 'running'
-RETURNING j.id, j.status
-)
-SELECT id, status,
-       (SELECT count(pg_notify($13, $14)) FROM (
-            SELECT 1 FROM settled WHERE status IN ('queued', 'retrying') LIMIT 1) AS requeued)
-FROM settled
-"""
-
-_EXTEND = """
-UPDATE {s}.jobs j SET lease_expires_at = $3 + coalesce($4::float8, coalesce(j.timeout, $5::float8) + $6::float8)
-FROM unnest($1::text[], $2::bigint[]) AS u(id, token)
-WHERE j.id = u.id AND j.token = u.token AND j.status = 'running'
-RETURNING j.id, j.cancel_requested
-"""
-
-_NEXT_RUN_AT = f"SELECT min(run_at) FROM {{s}}.jobs WHERE status IN {_WAITING_SQL} AND run_at > $1"
-
-_COUNT_PENDING = f"SELECT count(*) FROM {{s}}.jobs WHERE status IN {_WAITING_SQL}"
-
-_RESCUE = """
-WITH expired AS (
-    SELECT id,
-           CASE WHEN cancel_requested THEN 'cancelled'
-                WHEN attempts >= max_attempts THEN 'dead'
-                ELSE 'retrying' END AS status
-    FROM {s}.jobs
-    WHERE status = 'running' AND lease_expires_at < $1
-    ORDER BY lease_expires_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-), rescued AS (
-UPDATE {s}.jobs j SET
-    status = e.status,
-    finished_at = CASE WHEN e.status = 'retrying' THEN NULL ELSE $1 END,
-    -- Ready at once, for every process: not the rescuer's now, which may be
-    -- ahead of the other processes' clocks (the job was due long before anyway).
-    run_at = least(j.run_at, $1),
-    trigger = CASE WHEN e.status = 'retrying' THEN 'retry' ELSE j.trigger END,
-    lease_expires_at = NULL,
-    error_type = 'LeaseExpired',
-    error_message = 'worker ' || coalesce(j.worker, '?') || ' stopped renewing its lease on attempt '
-        || j.attempts || '; the worker probably died',
-    error_traceback = '',
-    history = j.history || jsonb_build_array(
-        jsonb_build_array(j.started_at, 'running', j.attempts, j.worker, ''),
-        jsonb_build_array($1, e.status, j.attempts, j.worker, 'lease expired'))
-FROM expired e WHERE j.id = e.id
-RETURNING j.id, j.name, j.attempts, j.status
-)
-SELECT id, name, attempts, status,
-       (SELECT count(pg_notify($3, $4)) FROM (
-            SELECT 1 FROM rescued WHERE status = 'retrying' LIMIT 1) AS requeued)
-FROM rescued
-"""
-
-_PRUNE = """
-DELETE FROM {s}.jobs WHERE id = ANY(ARRAY(
-    SELECT id FROM {s}.jobs
-    WHERE status = ANY($1::text[]) AND finished_at < $2
-    ORDER BY finished_at
-    LIMIT $3
-    FOR UPDATE SKIP LOCKED
-))
-"""
-
-# Lapsed, or its holder's session (and so its process) is gone.
-_TRY_LEAD = """
-INSERT INTO {s}.leaders AS l (role, holder, expires_at, session_key) VALUES ($1, $2, $3::float8 + $4::float8, $5::bigint)
-ON CONFLICT (role) DO UPDATE
-    SET holder = excluded.holder, expires_at = excluded.expires_at, session_key = excluded.session_key
-    WHERE l.holder = excluded.holder
-       OR l.expires_at < $3
-       OR (l.session_key IS NOT NULL AND NOT EXISTS (
-            SELECT 1 FROM pg_locks
-            WHERE locktype = 'advisory' AND granted
-              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-              AND classid = (l.session_key >> 32)::oid
-              AND objid = (l.session_key & 4294967295)::oid
-              AND objsubid = 1))
-RETURNING holder
-"""
-
-_FIRE_TICK = """
-INSERT INTO {s}.cron_ticks AS t (schedule, fire_at) VALUES ($1, $2)
-ON CONFLICT (schedule) DO UPDATE SET fire_at = excluded.fire_at WHERE t.fire_at < excluded.fire_at
-RETURNING fire_at
-"""
-
-_RECORD_COLUMNS = """
-    id, name, args::text, kwargs::text, queue, priority, status, attempts, max_attempts, timeout,
-    key, workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result::text,
-    error_type, error_message, error_traceback, worker, cancel_requested, headers::text,
-    meta::text, history::text, result_error"""
-
-_STATS = """
-SELECT queue,
-       CASE WHEN status = 'scheduled' AND run_at <= $1 THEN 'queued' ELSE status END AS status,
-       count(*)
-FROM {s}.jobs GROUP BY 1, 2
-"""
-
-_OLDEST = f"SELECT $1 - min(run_at) FROM {{s}}.jobs WHERE status IN {_WAITING_SQL} AND run_at <= $1"
-
-_UNKNOWN = f"""
-SELECT name, greatest(0, $1 - min(run_at)) FROM {{s}}.jobs
-WHERE status IN {_WAITING_SQL}
-  AND name <> ALL(ARRAY(SELECT DISTINCT unnest(names) FROM {{s}}.runners WHERE seen_at > $1 - $2))
-GROUP BY name
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class _Statements:
-    """Every statement, with the schema filled in."""
-
-    claim: str
-    claim_with_room: str
-    enqueue: str
-    active_keys: str
-    settle: str
-    extend: str
-    next_run_at: str
-    count_pending: str
-    rescue: str
-    prune: str
-    try_lead: str
-    resign: str
-    fire_tick: str
-    cron_state: str
-    get: str
-    get_for_update: str
-    stats: str
-    oldest: str
-    unknown: str
-    seen_names: str
-    forget_runners: str
-
-    @classmethod
-    def for_schema(cls, schema: str) -> _Statements:
-        s = _quote(schema)
-        fmt = {"s": s}
-        return cls(
-            claim=_CLAIM.format(**fmt),
-            claim_with_room=_CLAIM_WITH_ROOM.format(**fmt),
-            enqueue=_ENQUEUE.format(**fmt),
-            active_keys=_ACTIVE_KEYS.format(**fmt),
-            settle=_SETTLE.format(**fmt),
-            extend=_EXTEND.format(**fmt),
-            next_run_at=_NEXT_RUN_AT.format(**fmt),
-            count_pending=_COUNT_PENDING.format(**fmt),
-            rescue=_RESCUE.format(**fmt),
-            prune=_PRUNE.format(**fmt),
-            try_lead=_TRY_LEAD.format(**fmt),
-            resign=f"DELETE FROM {s}.leaders WHERE role = $1 AND holder = $2",
-            fire_tick=_FIRE_TICK.format(**fmt),
-            cron_state=f"SELECT schedule, fire_at FROM {s}.cron_ticks",
-            get=f"SELECT {_RECORD_COLUMNS} FROM {s}.jobs WHERE id = $1",
-            get_for_update=f"SELECT status, key FROM {s}.jobs WHERE id = $1 FOR UPDATE",
-            stats=_STATS.format(**fmt),
-            oldest=_OLDEST.format(**fmt),
-            unknown=_UNKNOWN.format(**fmt),
-            seen_names=(
-                f"INSERT INTO {s}.runners (worker, names, seen_at) VALUES ($1, $2, $3) "
-                f"ON CONFLICT (worker) DO UPDATE SET names = excluded.names, seen_at = excluded.seen_at"
-            ),
-            forget_runners=f"DELETE FROM {s}.runners WHERE seen_at < $1",
-        )
-
-
-# --- payloads -------------------------------------------------------------------------------
-def _dumps(value: Any) -> str:
-    # allow_nan=False: jsonb has no NaN or Infinity; fail at enqueue, not in the server.
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    if "\\u0000" in text:
-        raise ValueError("it contains a NUL character (\\u0000), which PostgreSQL jsonb cannot store")
-    return text
-
-
-def _payload_error(spec: JobSpec, exc: Exception) -> TypeError:
-    """A TypeError naming the job and the first argument that cannot be stored."""
-    where, value = "", None
-    for index, arg in enumerate(spec.args):
-        try:
-            _dumps(arg)
-        except (TypeError, ValueError) as arg_exc:
-            where, value, exc = f"positional argument {index}", arg, arg_exc
-            break
-    else:
-        for name, arg in spec.kwargs.items():
-            try:
-                _dumps(arg)
-            except (TypeError, ValueError) as arg_exc:
-                where, value, exc = f"argument {name!r}", arg, arg_exc
-                break
-    if where:
-        what = f"{where} ({type(value).__name__})"
-    else:
-        what = "its headers or meta" if spec.args or spec.kwargs else "its arguments"
-    return TypeError(
-        f"job {spec.name!r}: {what} cannot be stored as JSON ({exc}). The PostgreSQL store keeps "
-        f"arguments as JSON, never pickle: pass plain data (str, int, float, bool, None, lists, "
-        f"dicts with str keys), e.g. an id the job looks up. Nothing was enqueued."
-    )
-
-
+# --- payloads: jobrunner.payload's codec, as every store -------------------------------------
 def _encode_spec(spec: JobSpec) -> tuple[str, str, str | None, str | None]:
+    """args, kwargs, headers and meta as JSON (the payload already normalized by the runner)."""
     try:
-        args = _dumps(spec.args) if spec.args else "[]"
-        kwargs = _dumps(spec.kwargs) if spec.kwargs else "{}"
-        headers = None if spec.headers is None else _dumps(dict(spec.headers))
-        meta = None if spec.meta is None else _dumps(dict(spec.meta))
-    except (TypeError, ValueError) as exc:
-        raise _payload_error(spec, exc) from exc
+        args = dumps(spec.args) if spec.args else "[]"
+        kwargs = dumps(spec.kwargs) if spec.kwargs else "{}"
+        headers = None if spec.headers is None else dumps(spec.headers)
+        meta = None if spec.meta is None else dumps(spec.meta)
+    except (TypeError, ValueError):
+        raise unstorable(spec) from None
     return args, kwargs, headers, meta
 
 
-def _encode_result(result: Any) -> tuple[str | None, str | None]:
-    """The result as JSON, or why it cannot be stored (the job still succeeded)."""
-    if result is None:
-        return None, None
+def _encode_result(outcome: Outcome) -> str | None:
+    """A success's result as JSON (already normalized by the executor)."""
+    if outcome.result is None:
+        return None
     try:
-        return _dumps(result), None
-    except (TypeError, ValueError, RecursionError) as exc:
-        return None, (
-            f"the job succeeded but its result ({type(result).__name__}) cannot be stored as JSON: {exc}; "
-            f"return plain data (str, int, float, bool, None, lists, dicts with str keys)"
-        )
+        return dumps(outcome.result)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"the result of job {outcome.job_id} cannot be stored as JSON ({exc}); results reach a store "
+            f"normalized by jobrunner.payload.check_result"
+        ) from None
 
 
 def _decode_payload(args_text: str, kwargs_text: str) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if args_text == "[]":
         args: Any = ()
     else:
-        args = json.loads(args_text)
+        args = loads(args_text)
         if not isinstance(args, list):
             raise ValueError(f"args is a JSON {type(args).__name__}, not an array")
         args = tuple(args)
     if kwargs_text == "{}":
         return args, {}
-    kwargs = json.loads(kwargs_text)
+    kwargs = loads(kwargs_text)
     if not isinstance(kwargs, dict):
         raise ValueError(f"kwargs is a JSON {type(kwargs).__name__}, not an object")
     return args, kwargs
@@ -627,7 +156,7 @@ def _decode_payload(args_text: str, kwargs_text: str) -> tuple[tuple[Any, ...], 
 def _loads_mapping(text: str | None) -> dict[str, Any] | None:
     if text is None:
         return None
-    value = json.loads(text)
+    value = loads(text)
     return value if isinstance(value, dict) else None
 
 
@@ -672,6 +201,20 @@ async def _keep_session(_conn: Any) -> None:
     """Pool connections never change session state (no SET, LISTEN, cursors or
     session locks; transactions are always closed), so skip the reset query that
     asyncpg otherwise runs on every release: a round trip on every store call."""
+
+
+def _drop(conn: Any) -> None:
+    """Abort an asyncpg connection whose event loop is closed or not running."""
+    transport = getattr(conn, "_transport", None)
+    try:
+        conn.terminate()
+    except RuntimeError:
+        # Its loop is closed: the transport could not schedule its own closing.
+        # Run what that loop would have run: the protocol hears the connection
+        # is lost and the socket is closed (the server ends the session).
+        if transport is not None and getattr(transport, "_sock", None) is not None:
+            with contextlib.suppress(Exception):
+                transport._call_connection_lost(None)
 
 
 def _is_connection(value: Any) -> bool:
@@ -727,7 +270,7 @@ class PostgresStore:
             raise ValueError(f"PostgresStore(claim_batch={claim_batch}): must be >= 1")
         if not poll_interval > 0:
             raise ValueError(f"PostgresStore(poll_interval={poll_interval}): must be seconds > 0")
-        self.schema = _check_schema(schema)
+        self.schema = check_schema(schema)
         # PostgreSQL truncates longer names (NAMEDATALEN); keep room for " listen".
         name = f"jobrunner {self.schema}"[:56] if application_name is None else application_name
         if not isinstance(name, str) or not name or len(name) > 56:
@@ -739,7 +282,7 @@ class PostgresStore:
         self._poll = float(poll_interval)
         self._connect_timeout = connect_timeout
         self._statement_cache_size = statement_cache_size
-        self._sql = _Statements.for_schema(schema)
+        self._sql = Statements.for_schema(schema)
         # pg_notify's channel is a plain string; LISTEN quotes it (asyncpg does).
         self._channel = f"{schema}.work"
         # Our own notifications carry this, so we do not wake ourselves twice.
@@ -747,6 +290,7 @@ class PostgresStore:
         # A session advisory lock held by the LISTEN connection: alive while this process is.
         self._session_key = secrets.randbits(62)
         self._pool: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop the connections belong to
         self._installed = False
         self._listen_conn: Any = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -781,7 +325,14 @@ class PostgresStore:
 
     # lifecycle ------------------------------------------------------------------------------
     async def open(self) -> None:
-        """Connect, install or migrate the schema, start listening. Idempotent."""
+        """Connect, install or migrate the schema, start listening. Idempotent.
+
+        Connections left open on another event loop (a previous ``asyncio.run``
+        whose loop is closed now, say) are dropped and new ones made here.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop:
+            self._abandon()
         if self._open_lock is None:
             self._open_lock = asyncio.Lock()
         async with self._open_lock:
@@ -823,12 +374,21 @@ class PostgresStore:
                     ) from exc
                 raise _connect_error(self._dsn, exc) from exc
             self._pool = pool
-            self._supervisor = asyncio.get_running_loop().create_task(
+            self._loop = loop
+            self._supervisor = loop.create_task(
                 self._supervise(), name=f"jobrunner.postgres.listen[{self.schema}]"
             )
 
     async def close(self) -> None:
-        """Stop listening and close every connection. Idempotent."""
+        """Stop listening and close every connection. Idempotent.
+
+        Connections of another event loop (closed, or not the running one) are
+        dropped without awaiting anything of that loop.
+        """
+        if self._loop is not None and self._loop is not asyncio.get_running_loop():
+            self._abandon()
+            return
+        self._loop = None
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             supervisor.cancel()
@@ -849,6 +409,22 @@ class PostgresStore:
             for waiter in waiters:
                 if not waiter.done():
                     waiter.cancel()
+        self._waiters.clear()
+
+    def _abandon(self) -> None:
+        """Drop the connections, tasks and futures of the loop this store was opened on.
+
+        That loop is closed or not running here, so nothing of it can be awaited:
+        each connection is aborted at once, and its socket closed directly when
+        the loop is closed (asyncpg would ask that loop to do it, and fail).
+        """
+        conns: list[Any] = [] if self._listen_conn is None else [self._listen_conn]
+        if self._pool is not None:
+            conns += [holder._con for holder in self._pool._holders if holder._con is not None]
+        for conn in conns:
+            _drop(conn)
+        self._pool = self._listen_conn = self._supervisor = self._loop = None
+        self._open_lock = None  # an asyncio.Lock belongs to the loop it first waited on
         self._waiters.clear()
 
     def add_work_listener(self, callback: Callable[[], None]) -> Callable[[], None]:
@@ -880,7 +456,7 @@ class PostgresStore:
             return
         terms: list[Any] = [0.0, None, 0, "", None, 0.0, 0.0, None]
         await conn.fetch(self._sql.claim, *terms)
-        await conn.fetch(self._sql.settle, *([[]] * 12), self._channel, self._instance)
+        await conn.fetch(self._sql.settle, *([[]] * 10), self._channel, self._instance)
         await conn.fetch(self._sql.extend, [], [], 0.0, None, 0.0, 0.0)
         await conn.fetchval(self._sql.next_run_at, 0.0)
 
@@ -958,9 +534,27 @@ class PostgresStore:
         return pool
 
     # producing ------------------------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[JobSpec], now: float, *, connection: Any = None) -> list[Enqueued]:
+    async def enqueue(
+        self,
+        jobs: Sequence[JobSpec],
+        now: float,
+        *,
+        connection: Any = None,
+        max_pending: int | None = None,
+    ) -> list[Enqueued]:
         """Insert jobs in one statement (all or none); with ``connection``, inside the
-        caller's transaction on that asyncpg connection."""
+        caller's transaction on that asyncpg connection.
+
+        ``max_pending`` (see ``Store.enqueue``): the check runs in the same
+        statement as the insert. Without ``connection`` it holds a transaction-level
+        advisory lock from the check to the commit (one statement), so producers
+        in any number of processes never exceed the bound together. With
+        ``connection`` no lock is taken (it would be held until the caller
+        commits, stalling every producer): the waiting jobs are counted as
+        committed when the statement runs, plus the caller's own, so jobs in
+        transactions not yet committed elsewhere are not counted and the bound
+        may be exceeded by at most the jobs those open transactions hold.
+        """
         if not jobs:
             return []
         if connection is not None and not _is_connection(connection):
@@ -971,11 +565,21 @@ class PostgresStore:
         columns = _columns(jobs)  # raises TypeError before anything is written
         if connection is not None:
             # Delivered when the caller commits, to this process too: an empty payload.
-            return await self._insert(connection, jobs, columns, now, notify_payload="")
+            return await self._insert(
+                connection, jobs, columns, now, notify_payload="", max_pending=max_pending, lock=False
+            )
         pool = self._require_pool()
         try:
             async with pool.acquire() as conn:
-                out = await self._insert(conn, jobs, columns, now, notify_payload=self._instance)
+                out = await self._insert(
+                    conn,
+                    jobs,
+                    columns,
+                    now,
+                    notify_payload=self._instance,
+                    max_pending=max_pending,
+                    lock=True,
+                )
         except _CONNECT_ERRORS as exc:
             if isinstance(exc, asyncpg.PostgresError) and not isinstance(
                 exc, asyncpg.PostgresConnectionError
@@ -989,11 +593,30 @@ class PostgresStore:
         return out
 
     async def _insert(
-        self, conn: Any, jobs: Sequence[JobSpec], columns: list[list[Any]], now: float, notify_payload: str
+        self,
+        conn: Any,
+        jobs: Sequence[JobSpec],
+        columns: list[list[Any]],
+        now: float,
+        notify_payload: str,
+        max_pending: int | None = None,
+        lock: bool = True,
     ) -> list[Enqueued]:
+        sql = self._sql.enqueue if max_pending is None else self._sql.enqueue_bounded
+
+        async def insert(subset: list[list[Any]], already: int) -> list[str]:
+            extra: tuple[Any, ...] = () if max_pending is None else (max_pending, already, lock)
+            created, pending, admitted, _ = await conn.fetchrow(
+                sql, *subset, now, self._channel, notify_payload, *extra
+            )
+            if not admitted:
+                assert max_pending is not None
+                raise QueueFull(pending, max_pending)
+            return list(created)
+
         keys = columns[6]
         if not any(key is not None for key in keys):
-            created = await conn.fetchval(self._sql.enqueue, *columns, now, self._channel, notify_payload)
+            created = await insert(columns, 0)
             if len(created) != len(jobs):  # pragma: no cover - only keyed jobs can conflict
                 raise StoreError(f"enqueue into {self!r} inserted {len(created)} of {len(jobs)} jobs")
             return [_new_tuple(Enqueued, (spec.id, True)) for spec in jobs]
@@ -1013,12 +636,11 @@ class PostgresStore:
             pending = send
             for _ in range(10):
                 subset = [[column[i] for i in pending] for column in columns]
-                created = set(
-                    await conn.fetchval(self._sql.enqueue, *subset, now, self._channel, notify_payload)
-                )
+                already = sum(1 for answer in answers.values() if answer.created)
+                created_ids = set(await insert(subset, already))
                 missing: list[int] = []
                 for i in pending:
-                    if jobs[i].id in created:
+                    if jobs[i].id in created_ids:
                         answers[i] = _new_tuple(Enqueued, (jobs[i].id, True))
                     else:
                         missing.append(i)
@@ -1107,9 +729,9 @@ class PostgresStore:
             terms.without_timeout,
             terms.margin,
         )
-        held = {row[0]: row[1] for row in rows}
-        lost = tuple(job_id for job_id, _ in leases if job_id not in held)
-        cancel = tuple(job_id for job_id, _ in leases if held.get(job_id))
+        held = {(row[0], row[1]): row[2] for row in rows}
+        lost = tuple(job_id for job_id, token in leases if (job_id, token) not in held)
+        cancel = tuple(job_id for job_id, token in leases if held.get((job_id, token)))
         return LeaseReport(lost, cancel)
 
     async def settle(self, outcomes: Sequence[Outcome], worker: str) -> list[str]:
@@ -1118,37 +740,35 @@ class PostgresStore:
             return []
         pool = self._require_pool()
         n = len(outcomes)
-        ids: list[str] = [""] * n
-        tokens: list[int] = [0] * n
-        kinds: list[str] = [""] * n
-        ats: list[float] = [0.0] * n
+        ids: list[str] = []
+        tokens: list[int] = []
+        kinds: list[str] = []
+        ats: list[float] = []
         retry_ats: list[float | None] = [None] * n
         results: list[str | None] = [None] * n
-        result_errors: list[str | None] = [None] * n
         error_types: list[str | None] = [None] * n
         error_messages: list[str | None] = [None] * n
         error_tracebacks: list[str | None] = [None] * n
-        statuses: list[str | None] = [None] * n
         notes: list[str] = [""] * n
-        for i, outcome in enumerate(outcomes):
-            job_id, token, kind, at, result, error, retry_at = outcome
-            ids[i] = job_id
-            tokens[i] = token
-            ats[i] = at
+        sent: set[tuple[str, int]] = set()
+        for outcome in outcomes:
+            job_id, token, kind, at, _, error, retry_at = outcome
+            if (job_id, token) in sent:
+                continue  # a second outcome for the attempt: lost (see below)
+            sent.add((job_id, token))
+            i = len(ids)
+            ids.append(job_id)
+            tokens.append(token)
+            ats.append(at)
+            kinds.append(kind.value)
             if kind is OutcomeKind.SUCCEEDED:
-                kinds[i] = statuses[i] = "succeeded"
-                if result is not None:
-                    results[i], result_errors[i] = _encode_result(result)
+                results[i] = _encode_result(outcome)
                 continue
-            kinds[i] = kind.value
             if kind is OutcomeKind.RELEASED:
-                notes[i] = "released at shutdown"  # status: back where it came from (SQL)
+                notes[i] = rules.RELEASED_NOTE
                 continue
             if kind is OutcomeKind.RETRY:
-                statuses[i] = "retrying"
                 retry_ats[i] = at if retry_at is None else retry_at
-            else:
-                statuses[i] = kind.value  # dead or cancelled
             if error is not None:
                 error_types[i], error_messages[i], error_tracebacks[i] = (
                     error.type,
@@ -1156,28 +776,29 @@ class PostgresStore:
                     error.traceback,
                 )
                 notes[i] = error.type
+        m = len(ids)
         rows = await pool.fetch(
             self._sql.settle,
             ids,
             tokens,
             kinds,
             ats,
-            retry_ats,
-            results,
-            result_errors,
-            error_types,
-            error_messages,
-            error_tracebacks,
-            statuses,
-            notes,
+            retry_ats[:m],
+            results[:m],
+            error_types[:m],
+            error_messages[:m],
+            error_tracebacks[:m],
+            notes[:m],
             self._channel,
             self._instance,
         )
-        applied = {row[0]: row[1] for row in rows}
-        lost = [job_id for job_id in ids if job_id not in applied]
+        applied = {(row[0], row[1]): row[2] for row in rows}
+        # Fenced out, or the attempt's second outcome (its pair was popped by the first).
+        lost = [o.job_id for o in outcomes if applied.pop((o.job_id, o.token), None) is None]
+        statuses = [row[2] for row in rows]
         if self._waiters:
-            self._wake_waiters(job_id for job_id, status in applied.items() if status in _FINAL)
-        if any(status in ("queued", "retrying") for status in applied.values()):
+            self._wake_waiters(row[0] for row in rows if row[2] in rules.FINAL)
+        if any(status in ("queued", "retrying") for status in statuses):
             self._notify_local()  # the other processes were notified by the statement
         return lost
 
@@ -1219,12 +840,18 @@ class PostgresStore:
         return rescued
 
     async def prune(self, finished_before: float, limit: int) -> int:
-        """Delete up to ``limit`` SUCCEEDED or CANCELLED jobs finished before the time."""
-        return await self._delete_finished(["succeeded", "cancelled"], finished_before, limit)
+        """Delete up to ``limit`` SUCCEEDED or CANCELLED jobs finished before the time.
+
+        Also recounts the waiting jobs for admission (the leader prunes every
+        minute or so), so its bookkeeping never grows without bound.
+        """
+        pruned = await self._delete_finished(["succeeded", "cancelled"], finished_before, limit)
+        await self._require_pool().execute(self._sql.resync_admission)
+        return pruned
 
     async def purge(self, status: JobStatus, finished_before: float, limit: int) -> int:
         """Delete up to ``limit`` jobs of a final ``status`` finished before the time."""
-        if status.value not in _FINAL:
+        if status.value not in rules.FINAL:
             raise ValueError(f"purge(status={status}): only final statuses can be purged")
         return await self._delete_finished([status.value], finished_before, limit)
 
@@ -1291,59 +918,55 @@ class PostgresStore:
 
     async def cancel(self, job_id: str, now: float) -> JobStatus:
         """Cancel a waiting job now, or flag a running one for its runner's next heartbeat."""
-        s = _quote(self.schema)
         async with self._require_pool().acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(self._sql.get_for_update, job_id)
+            row = await conn.fetchrow(self._sql.state_for_update, job_id)
             if row is None:
                 raise JobNotFound(job_id)
-            status = row[0]
-            if status == "running":
-                await conn.execute(f"UPDATE {s}.jobs SET cancel_requested = true WHERE id = $1", job_id)
-                return JobStatus.RUNNING
-            if status in _FINAL:
-                return JobStatus(status)
-            await conn.execute(
-                f"UPDATE {s}.jobs SET status = 'cancelled', finished_at = $2, "
-                f"history = history || jsonb_build_array(jsonb_build_array("
-                f"$2::float8, 'cancelled', attempts, NULL::text, 'cancelled while waiting')) "
-                f"WHERE id = $1",
-                job_id,
-                now,
-            )
-        self._wake_waiters((job_id,))
-        return JobStatus.CANCELLED
+            state = _state(row)
+            if state.status in rules.FINAL:
+                return JobStatus(state.status)  # left as it is
+            change = rules.cancelled(state, now)
+            await self._apply(conn, job_id, change)
+        if change.state.status == rules.CANCELLED:
+            self._wake_waiters((job_id,))
+        return JobStatus(change.state.status)
 
     async def requeue(self, job_id: str, now: float) -> JobRecord:
         """Put a DEAD or CANCELLED job back in the queue with attempts reset."""
-        s = _quote(self.schema)
         pool = self._require_pool()
         async with pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(self._sql.get_for_update, job_id)
+            row = await conn.fetchrow(self._sql.state_for_update, job_id)
             if row is None:
                 raise JobNotFound(job_id)
-            status, key = row
-            if status not in ("dead", "cancelled"):
-                raise InvalidJobState(job_id, status, "only dead or cancelled jobs can be requeued")
-            if key is not None:
-                holder = await conn.fetchval(
-                    f"SELECT id FROM {s}.jobs WHERE key = $1 AND status IN {_ACTIVE_SQL}", key
-                )
-                if holder is not None:
-                    raise InvalidJobState(job_id, status, f"job {holder} with the same key {key!r} is active")
+            state, key = _state(row), row[10]
+            holder = None if key is None else await conn.fetchval(self._sql.key_holder, key)
+            change = rules.requeued(job_id, state, now, key, holder)
             try:
-                record = await conn.fetchrow(
-                    f"UPDATE {s}.jobs SET status = 'queued', attempts = 0, trigger = 'requeue', run_at = $2, "
-                    f"started_at = NULL, finished_at = NULL, cancel_requested = false, "
-                    f"history = history || jsonb_build_array(jsonb_build_array("
-                    f"$2::float8, 'queued', 0, NULL::text, 'requeued')) "
-                    f"WHERE id = $1 RETURNING {_RECORD_COLUMNS}",
-                    job_id,
-                    now,
-                )
+                await self._apply(conn, job_id, change)
             except asyncpg.UniqueViolationError as exc:  # a job with the key arrived meanwhile
-                raise InvalidJobState(job_id, status, f"a job with the same key {key!r} is active") from exc
+                raise InvalidJobState(
+                    job_id, state.status, f"a job with the same key {key!r} is active"
+                ) from exc
+            record = await conn.fetchrow(self._sql.get, job_id)
         await self._announce(pool)
         return _record(record)
+
+    async def _apply(self, conn: Any, job_id: str, change: rules.Change) -> None:
+        """Write a ``transitions`` change that keeps the result and the error."""
+        new = change.state
+        await conn.execute(
+            self._sql.apply,
+            job_id,
+            new.status,
+            new.attempts,
+            new.trigger,
+            new.run_at,
+            new.started_at,
+            new.finished_at,
+            new.lease_until,
+            new.cancel_requested,
+            dumps(change.log),
+        )
 
     async def list_jobs(
         self,
@@ -1354,15 +977,8 @@ class PostgresStore:
         limit: int = 100,
     ) -> list[JobRecord]:
         """Jobs matching every given filter, newest (last enqueued) first."""
-        s = _quote(self.schema)
         rows = await self._require_pool().fetch(
-            f"SELECT {_RECORD_COLUMNS} FROM {s}.jobs "
-            f"WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue = $2) "
-            f"AND ($3::text IS NULL OR name = $3) ORDER BY seq DESC LIMIT $4",
-            None if status is None else status.value,
-            queue,
-            name,
-            limit,
+            self._sql.list_jobs, None if status is None else status.value, queue, name, limit
         )
         return [_record(row) for row in rows]
 
@@ -1408,6 +1024,14 @@ def _columns(jobs: Sequence[JobSpec]) -> list[list[Any]]:
     return columns
 
 
+def _state(row: Any) -> rules.JobState:
+    """A row read with ``_STATE_FOR_UPDATE`` as ``transitions`` sees it (result and error not read)."""
+    (status, attempts, token, trigger, run_at, started_at, finished_at, worker, lease, cancel, _key) = row
+    return rules.JobState(
+        status, attempts, token, trigger, run_at, started_at, finished_at, worker, lease, cancel, None, None
+    )
+
+
 def _claim_order(row: Any) -> tuple[int, float, int]:
     return row[5], row[11], row[17]
 
@@ -1442,7 +1066,7 @@ def _record(row: Any) -> JobRecord:
         args, kwargs = (), {}  # the claim reports it; a record still shows the rest
     status = JobStatus(status_text)
     history = [HistoryEntry(enqueued_at, JobStatus.QUEUED, 0, None, "enqueued")]
-    for at, st, attempt, by, note in json.loads(history_text):
+    for at, st, attempt, by, note in loads(history_text):
         history.append(HistoryEntry(at, JobStatus(st), attempt, by, note))
     # Claims and successes are not logged as they happen: add the current ones.
     if status is JobStatus.RUNNING or status is JobStatus.SUCCEEDED:
@@ -1467,7 +1091,7 @@ def _record(row: Any) -> JobRecord:
         run_at=run_at,
         started_at=started_at,
         finished_at=finished_at,
-        result=None if result_text is None else json.loads(result_text),
+        result=None if result_text is None else loads(result_text),
         error=None
         if error_type is None
         else ErrorInfo(error_type, error_message or "", error_traceback or ""),

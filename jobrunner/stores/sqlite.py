@@ -1,10 +1,13 @@
 """The SQLite store: durable, embedded, shared by the processes of one host.
 
 Layout of this module: the schema and its migrations; the JSON codec for
-payloads and results; the transactions, as plain functions that run in the
-connection's thread (one thread hop and one commit per store call, whatever
-the batch size); and ``SQLiteStore``, which turns those into the ``Store``
-protocol on the event loop.
+payloads and results (``jobrunner.payload``'s); the transactions, as plain
+functions that run in the connection's thread (one thread hop and one commit
+per store call, whatever the batch size; the thread itself is
+``_sqlite_thread.Connection``); and ``SQLiteStore``, which turns those into
+the ``Store`` protocol on the event loop. The state changes follow
+``jobrunner.transitions``: the rarer ones apply its functions in the
+transaction, claims and successes are SQL of their own.
 
 How a job is found quickly (every claim is a handful of index seeks, whatever
 the number of rows):
@@ -24,15 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import os
 import re
 import sqlite3
-import threading
 import urllib.parse
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from queue import Empty, SimpleQueue
 from typing import Any, Literal, TypeVar, cast
 
 try:
@@ -43,7 +43,8 @@ else:
     _HAVE_FLOCK = True
 
 from jobrunner import defaults
-from jobrunner.errors import InvalidJobState, JobNotFound, StoreError
+from jobrunner import transitions as rules
+from jobrunner.errors import JobNotFound, QueueFull, StoreError
 from jobrunner.logs import get_logger
 from jobrunner.models import (
     ClaimedJob,
@@ -62,6 +63,9 @@ from jobrunner.models import (
     StoreStats,
     Trigger,
 )
+from jobrunner.payload import dumps, loads
+from jobrunner.stores._sqlite_thread import Connection
+from jobrunner.stores.base import unstorable
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -157,6 +161,21 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "ALTER TABLE jobrunner_jobs ADD COLUMN result_error TEXT",
         ),
     ),
+    (
+        "an upper bound of the waiting jobs, for max_pending",
+        (
+            # See _admit. Seeded with the exact count; the leader resyncs it (_prune),
+            # which also covers writes by processes of an older release.
+            """
+            CREATE TABLE jobrunner_admission (
+                one INTEGER PRIMARY KEY CHECK (one = 1),
+                upper INTEGER NOT NULL
+            )
+            """,
+            "INSERT INTO jobrunner_admission (one, upper) "
+            "SELECT 1, count(*) FROM jobrunner_jobs WHERE due IS NOT NULL",
+        ),
+    ),
 )
 """Schema steps, applied in order, each recorded in ``jobrunner_migrations``.
 
@@ -167,44 +186,26 @@ _MIGRATIONS_TABLE = (
     "CREATE TABLE IF NOT EXISTS jobrunner_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)"
 )
 
-_QUEUED = JobStatus.QUEUED.value
-_SCHEDULED = JobStatus.SCHEDULED.value
-_RUNNING = JobStatus.RUNNING.value
-_RETRYING = JobStatus.RETRYING.value
-_SUCCEEDED = JobStatus.SUCCEEDED.value
-_DEAD = JobStatus.DEAD.value
-_CANCELLED = JobStatus.CANCELLED.value
-_WAITING = frozenset({_QUEUED, _SCHEDULED, _RETRYING})
-_FINAL = frozenset({_SUCCEEDED, _DEAD, _CANCELLED})
-_RETRY_TRIGGER = Trigger.RETRY.value
+_QUEUED = rules.QUEUED
+_SCHEDULED = rules.SCHEDULED
+_SUCCEEDED = rules.SUCCEEDED
+_CANCELLED = rules.CANCELLED
+_FINAL = rules.FINAL
 
 # --------------------------------------------------------------------------------------
-# JSON: payloads, results, history
+# JSON: payloads, results, history (jobrunner.payload's codec, as every store)
 # --------------------------------------------------------------------------------------
-
-_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-_decode = json.JSONDecoder().decode
 
 
 def _encode_spec(spec: JobSpec, now: float) -> tuple[Any, ...]:
-    """The row to insert for ``spec``; TypeError naming the job and argument if not JSON."""
+    """The row to insert for ``spec`` (payload already normalized by the runner)."""
     args, kwargs = spec.args, spec.kwargs
-    payload = None
-    if args or kwargs:
-        try:
-            payload = _encode((args, kwargs))
-        except (TypeError, ValueError) as exc:
-            raise _bad_payload(spec, exc) from None
-    headers = meta = None
     try:
-        if spec.headers is not None:
-            headers = _encode(spec.headers)
-        if spec.meta is not None:
-            meta = _encode(spec.meta)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"job {spec.name!r} ({spec.id}): its headers or meta cannot be stored as JSON: {exc}"
-        ) from None
+        payload = dumps((args, kwargs)) if args or kwargs else None
+        headers = None if spec.headers is None else dumps(spec.headers)
+        meta = None if spec.meta is None else dumps(spec.meta)
+    except (TypeError, ValueError):
+        raise unstorable(spec) from None
     run_at = spec.run_at
     ready = run_at <= now
     return (
@@ -214,65 +215,30 @@ def _encode_spec(spec: JobSpec, now: float) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _bad_payload(spec: JobSpec, exc: Exception) -> TypeError:
-    """A TypeError that names the job and the first argument JSON cannot hold."""
-    where = "its arguments"
-    for index, value in enumerate(spec.args):
-        try:
-            _encode(value)
-        except (TypeError, ValueError):
-            where = f"positional argument {index} ({type(value).__name__})"
-            break
-    else:
-        for name, value in spec.kwargs.items():
-            try:
-                _encode(value)
-            except (TypeError, ValueError):
-                where = f"argument {name!r} ({type(value).__name__})"
-                break
-    return TypeError(
-        f"job {spec.name!r}: {where} cannot be stored as JSON ({exc}); the SQLite store keeps "
-        f"arguments as JSON, so pass str, int, float, bool, None, lists and dicts with str keys "
-        f"(an id rather than an object). Nothing was enqueued."
-    )
-
-
 def _decode_payload(payload: str | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if payload is None:
         return (), {}
-    args, kwargs = _decode(payload)
+    args, kwargs = loads(payload)
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         raise ValueError("expected a JSON array [args, kwargs]")
     return tuple(args), kwargs
 
 
-def _encode_result(job_id: str, result: Any) -> tuple[str | None, str | None]:
-    """``(result JSON, None)``, or ``(None, why)`` when the result is not JSON."""
-    if result is None:
-        return None, None
+def _encode_result(outcome: Outcome) -> str | None:
+    """A success's result as JSON (already normalized by the executor)."""
+    if outcome.result is None:
+        return None
     try:
-        return _encode(result), None
+        return dumps(outcome.result)
     except (TypeError, ValueError) as exc:
-        why = (
-            f"the result of job {job_id} ({type(result).__name__}) cannot be stored as JSON: {exc}; "
-            f"return str, int, float, bool, None, lists or dicts from jobs on the SQLite store"
-        )
-        _log.warning("job result not stored", job_id=job_id, error=why)
-        return None, why
+        raise TypeError(
+            f"the result of job {outcome.job_id} cannot be stored as JSON ({exc}); results reach a store "
+            f"normalized by jobrunner.payload.check_result"
+        ) from None
 
 
-def _history_line(at: float, status: str, attempt: int, worker: str | None, note: str) -> str:
-    return _encode((at, status, attempt, worker, note)) + "\n"
-
-
-def _attempt_lines(
-    started: float | None, attempt: int, worker: str | None, at: float, status: str, note: str
-) -> str:
-    """History lines for an attempt that ended other than in success: its start
-    (claims are not logged as they happen, to keep them cheap) and its end."""
-    return _history_line(started or at, _RUNNING, attempt, worker, "") + _history_line(
-        at, status, attempt, worker, note
-    )
+def _history_line(line: rules.LogLine) -> str:
+    return dumps(line) + "\n"
 
 
 # --------------------------------------------------------------------------------------
@@ -318,38 +284,42 @@ INSERT INTO jobrunner_workers (worker, names, seen_at) VALUES (?, ?, ?)
 ON CONFLICT (worker) DO UPDATE SET names = excluded.names, seen_at = excluded.seen_at
 """
 
-_RUNNING_OF = """
-SELECT id, seq, token, attempts, started_at, worker, trigger, cancel_requested FROM jobrunner_jobs
-WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running'
+# A job's state as transitions.JobState, with what the changes below need to know
+# of its spec. The result and error columns are left out: see _UNREAD.
+_STATE = """
+SELECT seq, id, name, key, max_attempts, status, attempts, token, trigger, run_at, started_at,
+    finished_at, worker, lease_until, cancel_requested
+FROM jobrunner_jobs
 """
+_RUNNING_OF = _STATE + "WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running'"
+_EXPIRED = _STATE + "WHERE status = 'running' AND lease_until < ?"
+_STATE_OF = _STATE + "WHERE id = ?"
+
 _SUCCEED = """
-UPDATE jobrunner_jobs SET status = 'succeeded', due = NULL, lease_until = NULL, finished_at = ?,
-    result = ?, result_error = ?
+UPDATE jobrunner_jobs SET status = 'succeeded', due = NULL, lease_until = NULL, finished_at = ?, result = ?
 WHERE seq = ?
 """
-_RETRY = """
-UPDATE jobrunner_jobs SET status = 'retrying', due = ?, run_at = ?, trigger = 'retry', lease_until = NULL,
-    error_type = ?, error_message = ?, error_traceback = ?, history = coalesce(history, '') || ?
-WHERE seq = ?
-"""
-_RELEASE = """
-UPDATE jobrunner_jobs SET status = ?, due = 1, attempts = attempts - 1, lease_until = NULL,
-    history = coalesce(history, '') || ?
-WHERE seq = ?
-"""
-_FINISH = """
-UPDATE jobrunner_jobs SET status = ?, due = NULL, lease_until = NULL, finished_at = ?,
-    error_type = ?, error_message = ?, error_traceback = ?, history = coalesce(history, '') || ?
-WHERE seq = ?
-"""
+# Writes a transitions.Change: every field a change other than a claim or a
+# success may touch (a claim and a success have their own statements, above).
+_APPLY_FIELDS = """
+UPDATE jobrunner_jobs SET status = ?, due = ?, attempts = ?, trigger = ?, run_at = ?, started_at = ?,
+    finished_at = ?, lease_until = ?, cancel_requested = ?,"""
+_APPLY = _APPLY_FIELDS + " history = coalesce(history, '') || ? WHERE seq = ?"
+_APPLY_WITH_ERROR = (
+    _APPLY_FIELDS
+    + " error_type = ?, error_message = ?, error_traceback = ?, history = coalesce(history, '') || ? WHERE seq = ?"
+)
 _EXTEND = """
 UPDATE jobrunner_jobs SET lease_until = ? + coalesce(?, coalesce(timeout, ?) + ?)
 WHERE id = ? AND token = ? AND status = 'running'
 RETURNING cancel_requested
 """
-_EXPIRED = """
-SELECT seq, id, name, attempts, max_attempts, cancel_requested, started_at, worker
-FROM jobrunner_jobs WHERE status = 'running' AND lease_until < ?
+# Jobs made to wait raise the bound that admission reads (see _admit).
+_MORE_WAITING = "UPDATE jobrunner_admission SET upper = upper + ?"
+# Waiting jobs, counted up to a cap from the two waiting indexes (due 1 and 0).
+_COUNT_WAITING = """
+SELECT (SELECT count(*) FROM (SELECT 1 FROM jobrunner_jobs WHERE due = 1 LIMIT ?1))
+     + (SELECT count(*) FROM (SELECT 1 FROM jobrunner_jobs WHERE due = 0 LIMIT ?1))
 """
 
 _RECORD_COLUMNS = """id, name, payload, queue, priority, status, attempts, max_attempts, timeout, key,
@@ -357,26 +327,14 @@ _RECORD_COLUMNS = """id, name, payload, queue, priority, status, attempts, max_a
     error_message, error_traceback, worker, cancel_requested, headers, meta, history, result_error"""
 
 
-def _transaction(conn: sqlite3.Connection, fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn`` in one write transaction, taken with BEGIN IMMEDIATE.
+def _insert_rows(
+    conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]], max_pending: int | None = None
+) -> list[Enqueued]:
+    """Insert rows (``_encode_spec``); a row whose key is active yields that job.
 
-    IMMEDIATE takes the write lock up front, so a transaction never fails half
-    way because another process wrote first (WAL readers never block it).
+    With ``max_pending``, QueueFull (nothing written) unless ``transitions.admits``
+    the batch (see ``_admit``).
     """
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        result = fn(conn, *args)
-        conn.execute("COMMIT")
-    except BaseException:
-        # Some errors (a full disk) roll the transaction back by themselves.
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return result
-
-
-def _insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> list[Enqueued]:
-    """Insert rows (``_encode_spec``); a row whose key is active yields that job."""
     out: list[Enqueued] = []
     fresh: list[tuple[Any, ...]] = []
     batch_keys: dict[str, str] = {}
@@ -394,8 +352,33 @@ def _insert_rows(conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> l
         fresh.append(row)
         out.append(_new_tuple(Enqueued, (row[0], True)))
     if fresh:
+        if max_pending is not None:
+            _admit(conn, len(fresh), max_pending)
         conn.executemany(_INSERT, fresh)
+        conn.execute(_MORE_WAITING, (len(fresh),))
     return out
+
+
+def _admit(conn: sqlite3.Connection, created: int, max_pending: int) -> None:
+    """QueueFull unless ``created`` more jobs fit under ``max_pending``.
+
+    Counting the waiting jobs costs an index step each, so it is done only when
+    needed: ``jobrunner_admission.upper`` is an upper bound of them, raised by
+    every write that makes jobs wait (``_MORE_WAITING``) and never lowered by
+    the writes that take them out (claims, cancels), so a batch that fits under
+    it fits. Otherwise they are counted, up to what decides, and an exact count
+    becomes the bound. Writers are serialized (BEGIN IMMEDIATE), so neither can
+    go stale before the insert, whichever process writes next.
+    """
+    upper = conn.execute("SELECT upper FROM jobrunner_admission").fetchone()[0]
+    if upper + created <= max_pending:
+        return
+    cap = max(1, max_pending - created + 1)
+    pending = conn.execute(_COUNT_WAITING, (cap,)).fetchone()[0]
+    if pending < cap:
+        conn.execute("UPDATE jobrunner_admission SET upper = ?", (pending,))
+    if not rules.admits(pending, created, max_pending):
+        raise QueueFull(pending, max_pending)
 
 
 def _due_names(conn: sqlite3.Connection) -> Iterator[str]:
@@ -434,17 +417,7 @@ def _claim(
                 candidates += conn.execute(_CANDIDATES, (name, queue, now, cap)).fetchall()
     if not candidates:
         return []
-    candidates.sort()
-    left = dict(room)
-    chosen: list[int] = []
-    for _, _, seq, queue in candidates:
-        if queue in left:
-            if left[queue] <= 0:
-                continue
-            left[queue] -= 1
-        chosen.append(seq)
-        if len(chosen) >= limit:
-            break
+    chosen = rules.choose(((p, r, seq, q, seq) for p, r, seq, q in candidates), limit, room)
     lease = request.lease
     rows = conn.execute(
         _CLAIM,
@@ -454,7 +427,7 @@ def _claim(
             "fixed": lease.fixed,
             "without": lease.without_timeout,
             "margin": lease.margin,
-            "seqs": _encode(chosen),
+            "seqs": dumps(chosen),
         },
     ).fetchall()
     rows.sort()
@@ -469,8 +442,8 @@ def _claimed(row: tuple[Any, ...]) -> ClaimedJob:
     decode_error = None
     try:
         args, kwargs = _decode_payload(payload)
-        headers = None if headers is None else _decode(headers)
-        meta = None if meta is None else _decode(meta)
+        headers = None if headers is None else loads(headers)
+        meta = None if meta is None else loads(meta)
     except (ValueError, TypeError) as exc:
         args, kwargs, headers, meta = (), {}, None, None
         decode_error = (
@@ -485,57 +458,70 @@ def _claimed(row: tuple[Any, ...]) -> ClaimedJob:
     return _new_tuple(ClaimedJob, (spec, attempts, token, trigger, run_at, decode_error))
 
 
-_Prepared = tuple[str, int, str, float, Any, Any]
-"""An outcome ready for the database: id, token, kind, at, result-or-error fields."""
+_UNREAD = ErrorInfo("", "", "")
+"""The error of a state read without its error columns: a change that keeps the
+error returns this very object, and its columns are then left as they are."""
 
 
-def _settle(conn: sqlite3.Connection, outcomes: Sequence[_Prepared]) -> tuple[list[str], list[str], bool]:
-    """Apply fenced outcomes; return (ids fenced out, ids now final, work became ready)."""
-    running = {row[0]: row[1:] for row in conn.execute(_RUNNING_OF, (_encode([o[0] for o in outcomes]),))}
+def _state(row: tuple[Any, ...]) -> tuple[int, str, str, str | None, int, rules.JobState]:
+    """``(seq, id, name, key, max_attempts, state)`` of a row read with ``_STATE``."""
+    (seq, job_id, name, key, max_attempts, status, attempts, token, trigger, run_at, started_at,
+     finished_at, worker, lease_until, cancel) = row  # fmt: skip
+    state = rules.JobState(
+        status, attempts, token, trigger, run_at, started_at, finished_at, worker, lease_until,
+        bool(cancel), None, _UNREAD,
+    )  # fmt: skip
+    return seq, job_id, name, key, max_attempts, state
+
+
+def _apply(conn: sqlite3.Connection, seq: int, old: rules.JobState, change: rules.Change, now: float) -> None:
+    """Write a ``transitions`` change of the row ``seq`` made at ``now``."""
+    new = change.state
+    if new.status in rules.WAITING and old.status not in rules.WAITING:
+        conn.execute(_MORE_WAITING, (1,))
+    due = (1 if new.run_at <= now else 0) if new.status in rules.WAITING else None
+    fields = (
+        new.status, due, new.attempts, new.trigger, new.run_at, new.started_at, new.finished_at,
+        new.lease_until, int(new.cancel_requested),
+    )  # fmt: skip
+    history = "".join(map(_history_line, change.log))
+    if new.error is _UNREAD:
+        conn.execute(_APPLY, (*fields, history, seq))
+    else:
+        conn.execute(_APPLY_WITH_ERROR, (*fields, *_error_columns(new.error), history, seq))
+
+
+def _settle(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], results: Sequence[str | None]
+) -> tuple[list[str], list[str], bool]:
+    """Apply fenced outcomes in order; return (ids fenced out, ids now final, work became ready).
+
+    ``results``: each outcome's result as JSON (successes only).
+    """
+    running = {row[1]: _state(row) for row in conn.execute(_RUNNING_OF, (dumps([o[0] for o in outcomes]),))}
     lost: list[str] = []
     final: list[str] = []
     succeeded: list[tuple[Any, ...]] = []
     ready = False
-    for job_id, token, kind, at, first, second in outcomes:
+    for outcome, result in zip(outcomes, results, strict=True):
+        job_id = outcome.job_id
         current = running.get(job_id)
-        if current is None or current[1] != token:
+        if current is None or not rules.holds(current[5], outcome.token):
             lost.append(job_id)
             continue
-        del running[job_id]  # a second outcome for the same attempt is stale
-        seq, _, attempt, started, worker, trigger, cancel_requested = current
-        if kind == OutcomeKind.SUCCEEDED:
-            succeeded.append((at, first, second, seq))
+        del running[job_id]  # no longer running: a second outcome for the attempt is lost
+        seq = current[0]
+        if outcome.kind is OutcomeKind.SUCCEEDED:
+            succeeded.append((outcome.at, result, seq))
             final.append(job_id)
-        elif kind == OutcomeKind.RETRY:
-            error: ErrorInfo | None = first
-            retry_at = at if second is None else second
-            note = error.type if error else ""
-            conn.execute(
-                _RETRY,
-                (
-                    1 if retry_at <= at else 0, retry_at, *_error_columns(error),
-                    _attempt_lines(started, attempt, worker, at, _RETRYING, note), seq,
-                ),
-            )  # fmt: skip
-            ready = True
-        elif kind == OutcomeKind.RELEASED and not cancel_requested:
-            status = _RETRYING if trigger == _RETRY_TRIGGER else _QUEUED
-            lines = _attempt_lines(started, attempt, worker, at, status, "released at shutdown")
-            conn.execute(_RELEASE, (status, lines, seq))
-            ready = True
+            continue
+        change = rules.settled(current[5], outcome)
+        assert change is not None  # held: checked above
+        _apply(conn, seq, current[5], change, outcome.at)
+        if change.state.status in rules.FINAL:
+            final.append(job_id)
         else:
-            # A release of a job whose cancellation was asked for ends it: the
-            # user's cancel must not be lost because the runner stopped first.
-            error = first
-            if kind == OutcomeKind.DEAD:
-                status, note = _DEAD, error.type if error else ""
-            elif kind == OutcomeKind.CANCELLED:
-                status, note = _CANCELLED, error.type if error else ""
-            else:
-                status, note = _CANCELLED, "cancel requested; released at shutdown"
-            lines = _attempt_lines(started, attempt, worker, at, status, note)
-            conn.execute(_FINISH, (status, at, *_error_columns(error), lines, seq))
-            final.append(job_id)
+            ready = True
     if succeeded:
         conn.executemany(_SUCCEED, succeeded)
     return lost, final, ready
@@ -568,60 +554,38 @@ def _extend(
 
 def _rescue(conn: sqlite3.Connection, now: float) -> list[RescuedJob]:
     rescued: list[RescuedJob] = []
-    for seq, job_id, name, attempt, max_attempts, cancel, started, worker in conn.execute(
-        _EXPIRED, (now,)
-    ).fetchall():
-        error = ErrorInfo(
-            "LeaseExpired",
-            f"worker {worker} stopped renewing its lease on attempt {attempt}; the worker probably died",
-        )
-        if cancel or attempt >= max_attempts:
-            status = _CANCELLED if cancel else _DEAD
-            lines = _attempt_lines(started, attempt, worker, now, status, "lease expired")
-            conn.execute(_FINISH, (status, now, *_error_columns(error), lines, seq))
-        else:
-            status = _RETRYING
-            lines = _attempt_lines(started, attempt, worker, now, status, "lease expired")
-            conn.execute(_RETRY, (1, now, *_error_columns(error), lines, seq))
-        rescued.append(RescuedJob(job_id, name, attempt, JobStatus(status)))
+    for row in conn.execute(_EXPIRED, (now,)).fetchall():
+        seq, job_id, name, _, max_attempts, state = _state(row)
+        change = rules.rescued(state, now, max_attempts)
+        _apply(conn, seq, state, change, now)
+        rescued.append(RescuedJob(job_id, name, state.attempts, JobStatus(change.state.status)))
     return rescued
 
 
 def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> str | None:
-    row = conn.execute("SELECT seq, status, attempts FROM jobrunner_jobs WHERE id = ?", (job_id,)).fetchone()
+    """The status after the cancel, or None if there is no such job."""
+    row = conn.execute(_STATE_OF, (job_id,)).fetchone()
     if row is None:
         return None
-    seq, status, attempts = row
-    if status in _WAITING:
-        conn.execute(
-            "UPDATE jobrunner_jobs SET status = 'cancelled', due = NULL, finished_at = ?, "
-            "history = coalesce(history, '') || ? WHERE seq = ?",
-            (now, _history_line(now, _CANCELLED, attempts, None, "cancelled while waiting"), seq),
-        )
-        return _CANCELLED
-    if status == _RUNNING:
-        conn.execute("UPDATE jobrunner_jobs SET cancel_requested = 1 WHERE seq = ?", (seq,))
-    return cast(str, status)
+    seq, _, _, _, _, state = _state(row)
+    if state.status in rules.FINAL:
+        return state.status  # left as it is
+    change = rules.cancelled(state, now)
+    _apply(conn, seq, state, change, now)
+    return change.state.status
 
 
-def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ...] | str | None:
-    """The requeued row, None if no such job, or the status that forbids it."""
-    row = conn.execute("SELECT seq, status, key FROM jobrunner_jobs WHERE id = ?", (job_id,)).fetchone()
+def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ...] | None:
+    """The requeued row, or None if there is no such job; InvalidJobState if not allowed."""
+    row = conn.execute(_STATE_OF, (job_id,)).fetchone()
     if row is None:
         return None
-    seq, status, key = row
-    if status not in (_DEAD, _CANCELLED):
-        raise InvalidJobState(job_id, status, "only dead or cancelled jobs can be requeued")
+    seq, _, _, key, _, state = _state(row)
+    holder = None
     if key is not None:
-        holder = conn.execute(_ACTIVE_KEY, (key,)).fetchone()
-        if holder is not None:
-            raise InvalidJobState(job_id, status, f"job {holder[0]} with the same key {key!r} is active")
-    conn.execute(
-        "UPDATE jobrunner_jobs SET status = 'queued', due = 1, attempts = 0, trigger = 'requeue', "
-        "run_at = ?, started_at = NULL, finished_at = NULL, cancel_requested = 0, lease_until = NULL, "
-        "history = coalesce(history, '') || ? WHERE seq = ?",
-        (now, _history_line(now, _QUEUED, 0, None, "requeued"), seq),
-    )
+        found = conn.execute(_ACTIVE_KEY, (key,)).fetchone()
+        holder = None if found is None else found[0]
+    _apply(conn, seq, state, rules.requeued(job_id, state, now, key, holder), now)
     return cast(
         "tuple[Any, ...]",
         conn.execute(f"SELECT {_RECORD_COLUMNS} FROM jobrunner_jobs WHERE seq = ?", (seq,)).fetchone(),
@@ -669,6 +633,11 @@ def _prune(conn: sqlite3.Connection, finished_before: float, limit: int) -> int:
             break
         deleted += _delete_finished(conn, status, finished_before, limit - deleted)
     conn.execute("DELETE FROM jobrunner_workers WHERE seen_at < ?", (finished_before - _KNOWN_NAMES_TTL,))
+    # The admission bound made exact again (the leader prunes every minute or so).
+    conn.execute(
+        "UPDATE jobrunner_admission SET upper = "
+        "(SELECT count(*) FROM jobrunner_jobs WHERE due = 1) + (SELECT count(*) FROM jobrunner_jobs WHERE due = 0)"
+    )
     return deleted
 
 
@@ -702,7 +671,7 @@ def _stats(conn: sqlite3.Connection, now: float) -> StoreStats:
     for (names,) in conn.execute(
         "SELECT names FROM jobrunner_workers WHERE seen_at > ?", (now - _KNOWN_NAMES_TTL,)
     ):
-        known.update(_decode(names))
+        known.update(loads(names))
     unknown = {
         name: max(0.0, now - first)
         for name, first in conn.execute(
@@ -728,7 +697,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
     entries = [HistoryEntry(enqueued_at, JobStatus.QUEUED, 0, None, "enqueued")]
     if history:
         for line in history.splitlines():
-            at, entry_status, attempt, entry_worker, note = _decode(line)
+            at, entry_status, attempt, entry_worker, note = loads(line)
             entries.append(HistoryEntry(at, JobStatus(entry_status), attempt, entry_worker, note))
     # Claims and successes are not logged as they happen: add the current ones.
     if job_status is JobStatus.RUNNING or job_status is JobStatus.SUCCEEDED:
@@ -753,14 +722,14 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         run_at=run_at,
         started_at=started_at,
         finished_at=finished_at,
-        result=None if result is None else _decode(result),
+        result=None if result is None else loads(result),
         error=None
         if error_type is None
         else ErrorInfo(error_type, error_message or "", error_traceback or ""),
         worker=worker,
         cancel_requested=bool(cancel_requested),
-        headers=None if headers is None else _decode(headers),
-        meta=None if meta is None else _decode(meta),
+        headers=None if headers is None else loads(headers),
+        meta=None if meta is None else loads(meta),
         history=tuple(entries),
         result_error=result_error,
     )
@@ -782,177 +751,6 @@ def _migrate(conn: sqlite3.Connection) -> int:
 class _NewerSchema(Exception):
     def __init__(self, version: int) -> None:
         self.version = version
-
-
-# --------------------------------------------------------------------------------------
-# the connection
-# --------------------------------------------------------------------------------------
-
-
-_Call = tuple["asyncio.Future[Any]", "Callable[..., Any] | None", tuple[Any, ...], bool]
-"""A call for the connection's thread: future, function (None: close), args, is a write."""
-
-# Most writes one group commit takes: enough to share an fsync among everything
-# that queued up during the previous one, few enough to hold the lock briefly.
-_GROUP_MAX = 64
-
-
-class _Connection:
-    """One ``sqlite3`` connection, owned by one thread that runs functions on it in order.
-
-    The design of aiosqlite, with the unit of work changed: a call runs a whole
-    function (a transaction of any number of statements) in the thread, so it
-    costs one thread hop (17-40 us) however large the batch, and no other
-    coroutine's statements can interleave with it. aiosqlite's public API
-    costs a hop per statement and leaves a transaction open across event-loop
-    turns; its internals differ between releases, so this owns its thread.
-
-    Group commit: writes that queue up while the thread is busy (an enqueue, a
-    claim and a settle, say) run together in one transaction, each in its own
-    savepoint (a failing one is rolled back alone), so they share one commit
-    and one fsync.
-
-    A call that is cancelled still runs to its end in the thread (its caller
-    just stops waiting); ``last`` is the future of the latest call, so a read
-    on another connection can wait for writes issued before it.
-
-    The thread is a daemon: a runner whose store is never closed must not keep
-    the interpreter from exiting, and committed work is on disk already.
-    """
-
-    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
-        self._connect = connect
-        self._calls: SimpleQueue[_Call] = SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
-        self.last: asyncio.Future[Any] | None = None
-
-    async def start(self) -> None:
-        """Start the thread and connect (in it: a connection stays in its thread)."""
-        self._thread.start()
-        await self.run(_no_op)
-
-    def _serve(self) -> None:
-        conn: sqlite3.Connection | None = None
-        failure: BaseException | None = None
-        try:
-            conn = self._connect()
-        except BaseException as exc:  # reported to every caller below
-            failure = exc
-        calls = self._calls
-        carried: _Call | None = None
-        while True:
-            call = carried or calls.get()
-            carried = None
-            future, fn, args, write = call
-            if fn is None:  # close
-                if conn is not None:
-                    conn.close()
-                _resolve_soon([(future, None, None)])
-                return
-            if conn is None:
-                _resolve_soon([(future, None, failure)])
-                continue
-            if not write:
-                try:
-                    _resolve_soon([(future, fn(conn, *args), None)])
-                except BaseException as exc:  # the caller gets it
-                    _resolve_soon([(future, None, exc)])
-                continue
-            group = [call]
-            while len(group) < _GROUP_MAX:
-                try:
-                    more = calls.get_nowait()
-                except Empty:
-                    break
-                if not more[3]:
-                    carried = more
-                    break
-                group.append(more)
-            _resolve_soon(_commit_group(conn, group))
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(sqlite3_connection, *args)`` in the thread."""
-        return await self._submit(fn, args, False)
-
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(sqlite3_connection, *args)`` in the thread, in a write transaction
-        (``BEGIN IMMEDIATE``), possibly shared with other writes queued meanwhile."""
-        return await self._submit(fn, args, True)
-
-    async def _submit(self, fn: Callable[..., T], args: tuple[Any, ...], write: bool) -> T:
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._calls.put((future, fn, args, write))
-        self.last = future
-        # Shielded: cancelling the caller must not mark the call done while it runs.
-        return await asyncio.shield(future)
-
-    async def close(self) -> None:
-        """Finish the calls already queued, close the connection, end the thread."""
-        if self._thread.is_alive():
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._calls.put((future, None, (), False))
-            await asyncio.shield(future)
-
-
-def _commit_group(conn: sqlite3.Connection, group: list[_Call]) -> list[tuple[asyncio.Future[Any], Any, Any]]:
-    """Run writes in one transaction (see ``_transaction``); each call's result or
-    exception, once committed."""
-    if len(group) == 1:
-        future, fn, args, _ = group[0]
-        assert fn is not None
-        try:
-            return [(future, _transaction(conn, fn, *args), None)]
-        except BaseException as exc:  # the caller gets it
-            return [(future, None, exc)]
-    outcomes: list[tuple[asyncio.Future[Any], Any, Any]] = []
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        for future, fn, args, _ in group:
-            assert fn is not None
-            conn.execute("SAVEPOINT call")
-            try:
-                result = fn(conn, *args)
-            except Exception as exc:  # this call's own failure: undo it alone
-                if not conn.in_transaction:
-                    raise  # it took the whole transaction with it (a full disk, say)
-                conn.execute("ROLLBACK TO call")
-                conn.execute("RELEASE call")
-                outcomes.append((future, None, exc))
-            else:
-                conn.execute("RELEASE call")
-                outcomes.append((future, result, None))
-        conn.execute("COMMIT")
-    except BaseException as exc:  # the transaction failed (busy, full disk...): so did every call
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        return [(call[0], None, exc) for call in group]
-    return outcomes
-
-
-def _no_op(conn: sqlite3.Connection) -> None:
-    return None
-
-
-def _resolve_soon(outcomes: list[tuple[asyncio.Future[Any], Any, Any]]) -> None:
-    """Hand results from the thread to the futures' event loop, in one wake-up per loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any, Any]]] = {}
-    for outcome in outcomes:
-        by_loop.setdefault(outcome[0].get_loop(), []).append(outcome)
-    for loop, mine in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_resolve, mine)
-        except RuntimeError:
-            pass  # that loop is closed: nobody is waiting any more
-
-
-def _resolve(outcomes: list[tuple[asyncio.Future[Any], Any, Any]]) -> None:
-    for future, result, error in outcomes:
-        if future.done():
-            continue
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
 
 
 def _hint(exc: sqlite3.Error, path: str) -> str:
@@ -1157,12 +955,19 @@ class SQLiteStore:
     PostgreSQL. Without ``flock`` (Windows), or if the lock file cannot be
     created or opened (a warning says so), the lease alone decides.
 
-    Arguments, results, headers and meta are stored as JSON, never pickled: a
-    durable store must not execute what it reads. Arguments that JSON cannot
-    hold raise TypeError at enqueue (nothing is written); positional arguments
-    come back as a tuple, but tuples inside them come back as lists and dict
-    keys as strings. A result JSON cannot hold leaves the job SUCCEEDED with
-    ``result_error`` set (``result()`` raises JobFailed), and is logged.
+    Arguments, results, headers and meta are stored as JSON (``jobrunner.payload``),
+    never pickled: a durable store must not execute what it reads. The runner
+    refuses what JSON cannot hold before a store sees it; what is stored reads
+    back exactly (tuples as lists). ``result_error`` is only read, for rows an
+    older release wrote when a result could not be stored.
+
+    ``enqueue(..., max_pending=n)`` checks and inserts in one write transaction;
+    writers are serialized (``BEGIN IMMEDIATE``), so producers in every process
+    of the host together stay within the bound. The check reads an upper bound
+    of the waiting jobs and counts them only when the queue may be full.
+    An ``enqueue`` cancelled while it waits for the writer writes nothing; one
+    cancelled once its transaction started waits for it to commit (or fail),
+    then raises CancelledError, and its jobs exist if it committed.
 
     Args:
         path: the database file; created, with its schema, on first use.
@@ -1200,8 +1005,8 @@ class SQLiteStore:
         self.synchronous = synchronous
         self.poll_interval: float | None = poll_interval
         self.busy_timeout = busy_timeout
-        self._writer: _Connection | None = None
-        self._reader: _Connection | None = None
+        self._writer: Connection | None = None
+        self._reader: Connection | None = None
         self._listeners: list[Callable[[], None]] = []
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._seen: dict[str, tuple[frozenset[str] | None, float]] = {}
@@ -1255,7 +1060,7 @@ class SQLiteStore:
             raise
         self._writer, self._reader = writer, reader
 
-    async def _connect(self, *, query_only: bool = False) -> _Connection:
+    async def _connect(self, *, query_only: bool = False) -> Connection:
         path, synchronous = self.path, self.synchronous
 
         def connect() -> sqlite3.Connection:
@@ -1292,16 +1097,27 @@ class SQLiteStore:
                 raise
             return conn
 
-        conn = _Connection(connect, f"jobrunner-sqlite-{'reader' if query_only else 'writer'}")
-        try:
-            await conn.start()
-        except sqlite3.Error as exc:
-            await conn.close()
-            raise self._store_error("open", exc) from exc
-        except BaseException:
-            await conn.close()
-            raise
-        return conn
+        # Opening may meet another process switching the file to WAL or
+        # recovering it, where SQLite answers "locked" without waiting on the
+        # busy timeout: retried with backoff, like every other call.
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.busy_timeout
+        delay = 0.005
+        while True:
+            conn = Connection(connect, f"jobrunner-sqlite-{'reader' if query_only else 'writer'}")
+            try:
+                await conn.start()
+            except sqlite3.Error as exc:
+                await conn.close()
+                if not _is_busy(exc) or loop.time() >= give_up:
+                    raise self._store_error("open", exc) from exc
+            except BaseException:
+                await conn.close()
+                raise
+            else:
+                return conn
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     async def close(self) -> None:
         """Close both connections. Idempotent; ``open()`` reopens."""
@@ -1394,12 +1210,24 @@ class SQLiteStore:
             delay = min(delay * 2, 0.5)
 
     # producing -------------------------------------------------------------
-    async def enqueue(self, jobs: Sequence[JobSpec], now: float, *, connection: Any = None) -> list[Enqueued]:
-        """Insert jobs in one transaction; TypeError, writing nothing, if one is not JSON."""
+    async def enqueue(
+        self,
+        jobs: Sequence[JobSpec],
+        now: float,
+        *,
+        connection: Any = None,
+        max_pending: int | None = None,
+    ) -> list[Enqueued]:
+        """Insert jobs in one transaction (see ``Store.enqueue``).
+
+        Cancelled while it waits for the writer: nothing is written. Cancelled once
+        its transaction has started: it waits for the commit (or failure), then
+        raises CancelledError; the jobs exist if it committed.
+        """
         if connection is not None:
             raise ValueError("the SQLite store joins no outside transaction; enqueue without connection=")
         rows = [_encode_spec(spec, now) for spec in jobs]
-        out = await self._write("enqueue", _insert_rows, rows)
+        out = await self._write("enqueue", _insert_rows, rows, max_pending)
         self._notify()
         return out
 
@@ -1422,7 +1250,7 @@ class SQLiteStore:
         record_seen = None
         if seen is None or seen[0] != names or not 0 <= request.now - seen[1] < _WORKER_REFRESH:
             listed = sorted(names) if names is not None else []
-            record_seen = (worker, _encode(listed), request.now)
+            record_seen = (worker, dumps(listed), request.now)
             self._seen[worker] = (names, request.now)
         return await self._write("claim", _claim, request, names, record_seen)
 
@@ -1434,17 +1262,10 @@ class SQLiteStore:
 
     async def settle(self, outcomes: Sequence[Outcome], worker: str) -> list[str]:
         """Record outcomes in one transaction, fenced by lease token; return the fenced-out ids."""
-        prepared: list[_Prepared] = []
-        for outcome in outcomes:
-            kind = outcome.kind
-            if kind is OutcomeKind.SUCCEEDED:
-                result, why = _encode_result(outcome.job_id, outcome.result)
-                prepared.append((outcome.job_id, outcome.token, kind, outcome.at, result, why))
-            else:
-                prepared.append(
-                    (outcome.job_id, outcome.token, kind, outcome.at, outcome.error, outcome.retry_at)
-                )
-        lost, final, ready = await self._write("record outcomes", _settle, prepared)
+        results = [
+            _encode_result(outcome) if outcome.kind is OutcomeKind.SUCCEEDED else None for outcome in outcomes
+        ]
+        lost, final, ready = await self._write("record outcomes", _settle, outcomes, results)
         if final and self._waiters:
             self._finished(final)
         if ready:
@@ -1452,10 +1273,12 @@ class SQLiteStore:
         return lost
 
     async def next_run_at(self, now: float) -> float | None:
-        """The earliest ``run_at`` of jobs not yet due (from the delayed index)."""
+        """The earliest ``run_at`` after ``now`` of jobs not yet due (from the delayed index)."""
         return await self._read(
             "find the next delayed job",
-            lambda conn: conn.execute("SELECT min(run_at) FROM jobrunner_jobs WHERE due = 0").fetchone()[0],
+            lambda conn: conn.execute(
+                "SELECT min(run_at) FROM jobrunner_jobs WHERE due = 0 AND run_at > ?", (now,)
+            ).fetchone()[0],
         )
 
     # maintenance -------------------------------------------------------------
@@ -1575,7 +1398,7 @@ class SQLiteStore:
         if row is None:
             raise JobNotFound(job_id)
         self._notify()
-        return _record(cast("tuple[Any, ...]", row))
+        return _record(row)
 
     async def list_jobs(
         self,
