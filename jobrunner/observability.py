@@ -391,12 +391,12 @@ class Telemetry:
 
     # producing -------------------------------------------------------------------
     async def enqueue(
-        self, store: Store, specs: Sequence[JobSpec], now: float, connection: Any
+        self, store: Store, specs: Sequence[JobSpec], now: float, connection: Any, max_pending: int | None
     ) -> list[Enqueued]:
         """``store.enqueue`` in a PRODUCER span whose context is stored with each job."""
         tracer = self._tracer
         if tracer is None:
-            results = await store.enqueue(specs, now, connection=connection)
+            results = await store.enqueue(specs, now, connection=connection, max_pending=max_pending)
         else:
             first = specs[0]
             attributes: dict[str, str | int] = {
@@ -418,7 +418,7 @@ class Telemetry:
                     spec._replace(headers={**spec.headers, **carrier} if spec.headers else carrier)
                     for spec in specs
                 ]
-                results = await store.enqueue(specs, now, connection=connection)
+                results = await store.enqueue(specs, now, connection=connection, max_pending=max_pending)
                 if len(results) == 1:
                     span.set_attribute(MESSAGE_ID, results[0].id)
         instruments = self._instruments

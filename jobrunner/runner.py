@@ -36,7 +36,7 @@ from jobrunner.handle import JobHandle
 from jobrunner.hooks import JobHooks, Middleware
 from jobrunner.logs import get_logger
 from jobrunner.maintenance import Duty, Maintenance, PruneDuty, RescueDuty
-from jobrunner.models import JobRecord, JobSpec, JobStatus, LeaseTerms, Trigger
+from jobrunner.models import Enqueued, JobRecord, JobSpec, JobStatus, LeaseTerms, Trigger
 from jobrunner.observability import Instrumentation, Telemetry
 from jobrunner.payload import check_call
 from jobrunner.pool import WorkerPool, spawn_in
@@ -256,7 +256,6 @@ class Runner:
         self._duties: list[Duty] = []
         self._schedules: dict[str, Schedule] = {}
         self._ids = id_factory()
-        self._pending_estimate = 0
         self._throughput = Throughput(self.clock)
         self._telemetry = Telemetry(instrument, worker_id=self.worker_id, clock=self.clock)
         self._monitor: LoopMonitor | None = None
@@ -639,15 +638,17 @@ class Runner:
         spec = self._spec(definition, args, kwargs, options, now, _ENQUEUE, None)
         if not self._store_open:
             await self._open_store()
-        if self._max_pending is not None:
-            if self._pending_estimate < self._max_pending:
-                self._pending_estimate += 1
+        try:
+            if self._telemetry.sending:
+                ((job_id, created),) = await self._telemetry.enqueue(
+                    self.store, (spec,), now, options.connection, self._max_pending
+                )
             else:
-                await self._admit(1, options.block)
-        if self._telemetry.sending:
-            ((job_id, created),) = await self._telemetry.enqueue(self.store, (spec,), now, options.connection)
-        else:
-            ((job_id, created),) = await self.store.enqueue((spec,), now, connection=options.connection)
+                ((job_id, created),) = await self.store.enqueue(
+                    (spec,), now, connection=options.connection, max_pending=self._max_pending
+                )
+        except QueueFull:
+            ((job_id, created),) = await self._enqueue_when_room((spec,), now, options)
         if self._hooks:
             for hook in self._hooks:
                 hook.enqueued((spec,))
@@ -707,12 +708,10 @@ class Runner:
     ) -> list[JobHandle[Any]]:
         if not self._store_open:
             await self._open_store()
-        if self._max_pending is not None:
-            await self._admit(len(specs), options.block)
-        if self._telemetry.sending:
-            results = await self._telemetry.enqueue(self.store, specs, now, options.connection)
-        else:
-            results = await self.store.enqueue(specs, now, connection=options.connection)
+        try:
+            results = await self._send(specs, now, options)
+        except QueueFull:
+            results = await self._enqueue_when_room(specs, now, options)
         if self._hooks:
             for hook in self._hooks:
                 hook.enqueued(specs)
@@ -727,35 +726,42 @@ class Runner:
                 merged.update(extra)
         return merged or None
 
-    async def _admit(self, n: int, block: bool) -> None:
-        """Backpressure: wait (or raise QueueFull) while ``max_pending`` would be exceeded.
+    async def _send(self, specs: Sequence[JobSpec], now: float, options: EnqueueOptions) -> list[Enqueued]:
+        if self._telemetry.sending:
+            return await self._telemetry.enqueue(
+                self.store, specs, now, options.connection, self._max_pending
+            )
+        return await self.store.enqueue(
+            specs, now, connection=options.connection, max_pending=self._max_pending
+        )
 
-        The store is asked only when a running estimate (last count plus what was
-        admitted since) says the limit may be near, not on every enqueue.
+    async def _enqueue_when_room(
+        self, specs: Sequence[JobSpec], now: float, options: EnqueueOptions
+    ) -> list[Enqueued]:
+        """Backpressure: the store refused the batch at ``max_pending`` waiting jobs.
+
+        The store checks the bound and inserts in one step, so it holds across
+        every producer on the store. ``block=False``: QueueFull to the caller.
+        Otherwise wait for room and offer the batch again: claims in this
+        process wake the wait at once; room made by other processes is seen by
+        re-asking, at most every quarter second.
         """
-        limit = self._max_pending
-        assert limit is not None
-        if self._pending_estimate + n <= limit:
-            self._pending_estimate += n
-            return
-        self._bind_loop()  # _room below belongs to one loop
-        pending = await self.store.count_pending()
-        # A batch larger than the limit is admitted into an empty queue, or never.
-        while pending + n > limit and pending > 0:
-            if not block:
-                raise QueueFull(pending, limit)
+        if not options.block:
+            raise QueueFull(await self.store.count_pending(), self._max_pending or 0)
+        self._bind_loop()  # _room belongs to one loop
+        delay = 0.01
+        while True:
             self._room.clear()
-            # Claims in this process set _room; producers elsewhere re-check.
-            with anyio.move_on_after(0.25):
+            with anyio.move_on_after(delay):
                 await self._room.wait()
-            pending = await self.store.count_pending()
-        if pending + n > limit and not block:
-            raise QueueFull(pending, limit)
-        self._pending_estimate = pending + n
+            delay = min(delay * 2, 0.25)
+            try:
+                return await self._send(specs, now, options)
+            except QueueFull:
+                continue
 
     def _on_claimed(self) -> None:
-        # Claims make room: let the estimate be re-read at the next enqueue.
-        self._pending_estimate = self._max_pending or 0
+        # Claims make room: producers of this process waiting for it try again.
         self._room.set()
 
     # following jobs ---------------------------------------------------------------

@@ -18,7 +18,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import jobrunner.execute
 from jobrunner import InvalidJobState, JobNotFound, JobStatus, QueueFull, Runner
 from jobrunner.models import (
     ClaimedJob,
@@ -588,18 +587,6 @@ async def test_arguments_over_the_payload_limit_are_refused_and_nothing_is_writt
     assert await store.count_pending() == 1
 
 
-_EXECUTOR_CHECKS_RESULTS = hasattr(jobrunner.execute, "check_result")
-
-
-# Without it a durable store is handed a result it cannot encode, and the
-# settle would fail (and be retried) forever: skip rather than hang.
-needs_checked_results = pytest.mark.skipif(
-    not _EXECUTOR_CHECKS_RESULTS,
-    reason="needs the executor to normalize results with payload.check_result (jobrunner/execute.py)",
-)
-
-
-@needs_checked_results
 async def test_a_tuple_result_comes_back_as_a_list(make_runner: Callable[..., Runner]) -> None:
     runner = make_runner()
 
@@ -612,7 +599,6 @@ async def test_a_tuple_result_comes_back_as_a_list(make_runner: Callable[..., Ru
     assert strictly_equal(await handle.result(), [1, ["a", 2.0]])
 
 
-@needs_checked_results
 @pytest.mark.parametrize(
     ("returned", "why"),
     [({"a set"}, "set that cannot be stored as JSON"), ("x" * 2_000, "over the 1,000-byte limit")],
@@ -770,9 +756,6 @@ async def test_two_runners_on_one_store_share_one_bound(
                 admitted += 1
             except QueueFull:
                 pass
-    if not any(asked):
-        pytest.xfail(
-            "this Runner does not pass max_pending to the store yet (Runner._admit is being changed)"
-        )
+    assert asked and all(limit == 3 for limit in asked)
     assert admitted == 3
     assert await store.count_pending() == 3
