@@ -670,3 +670,40 @@ def test_a_store_left_open_reopens_on_a_new_event_loop_and_its_old_sessions_end(
         assert store._pool is None and asyncio.run(sessions()) == 0
     finally:
         asyncio.run(drop_schema(dsn, schema))
+
+
+def test_a_runner_on_a_postgres_url_serves_in_one_event_loop_after_another() -> None:
+    # The issue: a second ``async with runner`` in a new loop (a second
+    # asyncio.run) failed with "Event loop is closed", the pool still bound to
+    # the first loop. The runner made the store from its URL, so it closes it.
+    dsn = asyncio.run(require_postgres())
+    schema = unique_schema()
+    runner = Runner(store=f"{dsn}?schema={schema}")
+
+    @runner.job
+    async def double(n: int) -> int:
+        return 2 * n
+
+    async def run_once(n: int) -> int:
+        async with runner:
+            handle = await double.enqueue(n)
+            result: int = await handle.result(timeout=10)
+            return result
+
+    try:
+        assert asyncio.run(run_once(1)) == 2
+        assert asyncio.run(run_once(2)) == 4
+        assert isinstance(runner.store, PostgresStore) and runner.store._pool is None  # closed on exit
+    finally:
+        asyncio.run(drop_schema(dsn, schema))
+
+
+def test_a_postgres_url_carries_the_stores_own_options_and_passes_the_rest_on() -> None:
+    store = PostgresStore.from_url(
+        "postgresql://app:secret@db.example/jobs?schema=billing&max_connections=20&sslmode=require"
+    )
+    assert store.schema == "billing" and store._max == 20
+    assert store._dsn == "postgresql://app:secret@db.example/jobs?sslmode=require"
+    with pytest.raises(ValueError, match=r"max_connections='many' is not a valid int") as refused:
+        PostgresStore.from_url("postgresql://app:secret@db.example/jobs?max_connections=many")
+    assert "secret" not in str(refused.value)

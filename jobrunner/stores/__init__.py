@@ -33,7 +33,7 @@ def store_from_url(url: str) -> Store:
     if scheme in ("postgres", "postgresql"):
         from jobrunner.stores.postgres import PostgresStore
 
-        return PostgresStore(dsn=url)
+        return PostgresStore.from_url(url)
     raise ValueError(
         f"store={url!r}: unknown scheme {scheme!r}; use memory://, sqlite:///path "
         f"or postgresql://user@host/db"

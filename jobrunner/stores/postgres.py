@@ -302,6 +302,41 @@ class PostgresStore:
         self._next_run_at: tuple[float, float | None, int] | None = None
         self._writes = 0  # bumped by every write here that can add or move a waiting job
 
+    # Store settings a URL may carry in its query; libpq has no parameters by
+    # these names, so nothing meant for the server is taken.
+    _URL_OPTIONS: dict[str, type] = {
+        "schema": str,
+        "min_connections": int,
+        "max_connections": int,
+        "claim_batch": int,
+        "poll_interval": float,
+    }
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        """``postgresql://user@host/db?schema=billing&max_connections=20``.
+
+        ``schema``, ``min_connections``, ``max_connections``, ``claim_batch`` and
+        ``poll_interval`` are the store's; the rest of the URL (``sslmode``,
+        ``application_name``...) goes to the server as usual.
+        """
+        parts = urlsplit(url)
+        kept: list[tuple[str, str]] = []
+        options: dict[str, Any] = {}
+        for name, value in parse_qsl(parts.query, keep_blank_values=True):
+            kind = cls._URL_OPTIONS.get(name)
+            if kind is None:
+                kept.append((name, value))
+                continue
+            try:
+                options[name] = kind(value)
+            except ValueError:
+                raise ValueError(
+                    f"store={redact_dsn(url)!r}: {name}={value!r} is not a valid {kind.__name__}"
+                ) from None
+        dsn = urlunsplit(parts._replace(query=urlencode(kept)))
+        return cls(dsn, **options)
+
     def __repr__(self) -> str:
         return f"PostgresStore({redact_dsn(self._dsn)!r}, schema={self.schema!r})"
 
