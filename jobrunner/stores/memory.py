@@ -3,13 +3,14 @@
 Everything happens on the event loop without awaiting, so every method is
 atomic.
 
-Each job's state is one plain tuple of plain values, replaced (never mutated)
-at every transition. The garbage collector stops tracking such tuples, so a
-million queued or finished jobs add almost nothing to its full collections;
-an object per job would make every full collection walk them all, which
-measured as a third of the enqueue cost. Containers index states by job id,
-and an entry anywhere (a lane, a heap) is live only while it *is* the job's
-current state: stale entries are skipped lazily, never searched for.
+Each job's state is one tuple, replaced (never mutated) at every transition,
+holding the job's ``JobSpec`` as the runner made it. Containers index states by
+job id, and an entry anywhere (a lane, a heap) is live only while it *is* the
+job's current state: stale entries are skipped lazily, never searched for.
+(An earlier layout kept the spec as a plain tuple with its dicts turned into
+item tuples, so the garbage collector could stop tracking queued jobs; the
+conversions cost about a tenth of a no-op job's whole cycle, more than the
+collector's full passes over a deep queue cost.)
 
 Ready jobs wait in lanes, one per (queue, priority): a FIFO for the usual case
 (jobs arrive in ``(run_at, seq)`` order, so append and pop are O(1) whatever the
@@ -65,7 +66,7 @@ __all__ = ["MemoryStore"]
 
 _new_tuple = tuple.__new__
 
-# Fields of a plain-tuple JobSpec.
+# Fields of a JobSpec, read by index in the hot paths.
 _ID, _NAME, _ARGS, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY = (
     JobSpec._fields.index(f)
     for f in ("id", "name", "args", "queue", "priority", "max_attempts", "timeout", "key")
@@ -74,7 +75,7 @@ _ID, _NAME, _ARGS, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY = (
 # Fields of a state tuple. STATUS..ERROR are ``transitions.JobState``'s fields, in
 # its order (the error as a plain tuple).
 (
-    SPEC,  # plain tuple of JobSpec's fields
+    SPEC,  # the JobSpec as enqueued (the runner's normalized copy)
     STATUS,  # a JobStatus value (plain str)
     ATTEMPTS,
     TOKEN,
@@ -93,23 +94,7 @@ _ID, _NAME, _ARGS, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY = (
 
 _State = tuple[Any, ...]
 _KWARGS, _HEADERS, _META = (JobSpec._fields.index(f) for f in ("kwargs", "headers", "meta"))
-_DICT_FIELDS = (_KWARGS, _HEADERS, _META)
 _CONTAINERS = (list, dict)
-
-
-def _to_plain(spec: JobSpec) -> tuple[Any, ...]:
-    """JobSpec as a plain tuple with its dicts as item tuples.
-
-    The collector untracks a tuple only if it is exactly a tuple and holds no
-    other container that might be tracked; a dict, even an empty one, prevents it.
-    """
-    if not spec[_KWARGS] and spec[_HEADERS] is None and spec[_META] is None:
-        return (*spec[:_KWARGS], None, *spec[_KWARGS + 1 :])
-    values: list[Any] = list(spec)
-    for index in _DICT_FIELDS:
-        mapping = values[index]
-        values[index] = tuple(mapping.items()) if mapping else None
-    return tuple(values)
 
 
 def _copy(value: Any) -> Any:
@@ -122,25 +107,21 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def _from_plain(plain: tuple[Any, ...]) -> JobSpec:
-    """A JobSpec to hand out: its own dicts, and copies of any list or dict argument."""
-    args = plain[_ARGS]
-    shared = True  # no list or dict among the arguments: the tuple can be handed out as it is
-    for arg in args:
-        if type(arg) in _CONTAINERS:
-            shared = False
-            break
-    if shared and plain[_KWARGS] is None and plain[_HEADERS] is None and plain[_META] is None:
-        return _new_tuple(JobSpec, (*plain[:_KWARGS], {}, *plain[_KWARGS + 1 :]))
-    values = list(plain)
-    if not shared:
-        values[_ARGS] = tuple([_copy(arg) for arg in args])
-    values[_KWARGS] = {k: _copy(v) for k, v in plain[_KWARGS]} if plain[_KWARGS] else {}
-    if plain[_HEADERS] is not None:
-        values[_HEADERS] = dict(plain[_HEADERS])
-    if plain[_META] is not None:
-        values[_META] = {k: _copy(v) for k, v in plain[_META]}
-    return _new_tuple(JobSpec, values)
+def _handed_out(spec: JobSpec) -> JobSpec:
+    """The spec to hand out: as it is when it holds nothing mutable but the
+    (empty) kwargs dict, else with copies of every list and dict in it."""
+    if not spec.kwargs and spec.meta is None:
+        for arg in spec.args:
+            if type(arg) in _CONTAINERS:
+                break
+        else:
+            return spec
+    return spec._replace(
+        args=tuple([_copy(arg) for arg in spec.args]),
+        kwargs={k: _copy(v) for k, v in spec.kwargs.items()},
+        headers=None if spec.headers is None else dict(spec.headers),
+        meta=None if spec.meta is None else _copy(dict(spec.meta)),
+    )
 
 
 _QUEUED = rules.QUEUED
@@ -281,6 +262,7 @@ class MemoryStore:
         self._last_names: frozenset[str] | None = None
         self._listeners: list[Callable[[], None]] = []
         self._seq = itertools.count(1)
+        self._told = False  # listeners notified of an enqueue since the last claim
 
     # lifecycle -------------------------------------------------------------
     async def open(self) -> None:
@@ -429,11 +411,10 @@ class MemoryStore:
                     continue
                 keys[key] = spec.id
             run_at = spec.run_at
-            plain = _to_plain(spec)
             # transitions.enqueued, inlined.
             status = _SCHEDULED if run_at > now else _QUEUED
             state: _State = (
-                plain, status, 0, 0, spec.trigger, run_at, None, None, None, None, False, None, None, (), next(seq),
+                spec, status, 0, 0, spec.trigger, run_at, None, None, None, None, False, None, None, (), next(seq),
             )  # fmt: skip
             if run_at > now:
                 heapq.heappush(self._delayed, (run_at, state[SEQ], next(self._tickets), state))
@@ -446,7 +427,11 @@ class MemoryStore:
             counts[status] += 1
             out.append(_new_tuple(Enqueued, (spec.id, True)))
         self._pending += len(out) - answered
-        self._notify()
+        if not self._told:
+            # Listeners told of work since the last claim have nothing to learn
+            # from another enqueue: one notification per claim is enough.
+            self._told = True
+            self._notify()
         return out
 
     def _would_create(self, jobs: Sequence[JobSpec]) -> int:
@@ -470,6 +455,7 @@ class MemoryStore:
     # consuming -------------------------------------------------------------
     async def claim(self, request: ClaimRequest) -> list[ClaimedJob]:
         """Take up to ``limit`` best ready jobs across queues with room."""
+        self._told = False
         now = request.now
         if self._delayed and self._delayed[0][0] <= now:
             self._promote(now)
@@ -528,7 +514,7 @@ class MemoryStore:
             )  # fmt: skip
             running[job_id] = None
             out.append(
-                _new_tuple(ClaimedJob, (_from_plain(plain), attempt, token, trigger, state[RUN_AT], None))
+                _new_tuple(ClaimedJob, (_handed_out(plain), attempt, token, trigger, state[RUN_AT], None))
             )
             if queue in room:
                 room[queue] -= 1
@@ -707,7 +693,7 @@ class MemoryStore:
     # inspection and repair -----------------------------------------------------
     @staticmethod
     def _record(state: _State) -> JobRecord:
-        spec = _from_plain(state[SPEC])
+        spec = _handed_out(state[SPEC])
         status = JobStatus(state[STATUS])
         history = [HistoryEntry(spec.enqueued_at, JobStatus.QUEUED, 0, None, "enqueued")]
         history.extend(
