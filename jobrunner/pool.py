@@ -286,6 +286,9 @@ class WorkerPool:
                 deadline = started + timeout
                 job._deadline_mono = deadline
                 if deadline < self._watch_until:
+                    # The watcher rescans every job when it wakes: until then,
+                    # later deadlines need not wake it again.
+                    self._watch_until = deadline
                     self._watch_wake.set()
             try:
                 outcome = begin(claimed, job, on_block)
