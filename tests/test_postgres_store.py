@@ -707,3 +707,30 @@ def test_a_postgres_url_carries_the_stores_own_options_and_passes_the_rest_on() 
     with pytest.raises(ValueError, match=r"max_connections='many' is not a valid int") as refused:
         PostgresStore.from_url("postgresql://app:secret@db.example/jobs?max_connections=many")
     assert "secret" not in str(refused.value)
+
+
+async def test_the_leader_refreshes_planner_statistics_after_a_burst(pg_store: PostgresStore) -> None:
+    # Without statistics on the fresh table the planner thinks few jobs wait,
+    # and every claim sorts all of them; the leader's rescue round analyzes.
+    await pg_store.enqueue([spec(f"burst-{n}") for n in range(3_000)], NOW)
+    conn = await asyncpg.connect(pg_store._dsn)
+    try:
+        query = (
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables "
+            f"WHERE relid = '\"{pg_store.schema}\".jobs'::regclass"
+        )
+        with anyio.fail_after(15):
+            # The server publishes a backend's change counts within a second or so.
+            while not await conn.fetchval(query):
+                await pg_store.rescue_expired(NOW)
+                await asyncio.sleep(0.1)
+        plan = "\n".join(
+            r[0]
+            for r in await conn.fetch(
+                f"EXPLAIN SELECT id FROM \"{pg_store.schema}\".jobs WHERE status IN ('queued', 'scheduled', "
+                f"'retrying') AND run_at <= {NOW} ORDER BY priority, run_at, seq LIMIT 100"
+            )
+        )
+    finally:
+        await conn.close()
+    assert "jobs_ready" in plan, plan

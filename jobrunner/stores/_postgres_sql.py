@@ -598,6 +598,8 @@ class Statements:
     key_holder: str
     list_jobs: str
     resync_admission: str
+    statistics_stale: str
+    analyze: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -636,6 +638,13 @@ class Statements:
             forget_runners=f"DELETE FROM {s}.runners WHERE seen_at < $1",
             key_holder=f"SELECT id FROM {s}.jobs WHERE key = $1 AND status IN {_ACTIVE_SQL}",
             resync_admission=f"SELECT {s}.resync_admission()",
+            # A tenth of the table (at least 1,000 rows) changed since its last
+            # ANALYZE: the planner's picture of how many jobs wait is stale.
+            statistics_stale=(
+                f"SELECT coalesce(bool_or(n_mod_since_analyze > greatest(1000, (n_live_tup + n_dead_tup) / 10)), "
+                f"false) FROM pg_stat_user_tables WHERE relid = '{s}.jobs'::regclass"
+            ),
+            analyze=f"ANALYZE {s}.jobs",
             list_jobs=(
                 f"SELECT {_RECORD_COLUMNS} FROM {s}.jobs "
                 f"WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue = $2) "

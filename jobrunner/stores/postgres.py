@@ -867,12 +867,28 @@ class PostgresStore:
         pool = self._require_pool()
         rows = await pool.fetch(self._sql.rescue, now, _RESCUE_BATCH, self._channel, self._instance)
         await pool.execute(self._sql.forget_runners, now - _RUNNER_ROWS_TTL)
+        await self._refresh_statistics(pool)
         rescued = [RescuedJob(row[0], row[1], row[2], JobStatus(row[3])) for row in rows]
         if self._waiters:
             self._wake_waiters(r.id for r in rescued if r.status is not JobStatus.RETRYING)
         if any(r.status is JobStatus.RETRYING for r in rescued):
             self._notify_local()  # the other processes were notified by the statement
         return rescued
+
+    async def _refresh_statistics(self, pool: Any) -> None:
+        """ANALYZE the jobs table when its planner statistics lag far behind it.
+
+        Without statistics on ``status`` the planner guesses that few rows are
+        waiting, and a claim reads and sorts *every* waiting row instead of
+        walking the ready index (measured: 40 ms instead of 5 per claim at
+        50,000 waiting). Autovacuum fixes it only at its next round (a minute
+        apart by default), and a queue's first burst lands before that. The
+        leader (this runs with the rescue, every few seconds) looks at the
+        table's change counter and analyzes once a tenth of it changed.
+        """
+        stale = await pool.fetchval(self._sql.statistics_stale)
+        if stale:
+            await pool.execute(self._sql.analyze)
 
     async def prune(self, finished_before: float, limit: int) -> int:
         """Delete up to ``limit`` SUCCEEDED or CANCELLED jobs finished before the time.
