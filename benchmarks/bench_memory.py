@@ -55,13 +55,11 @@ from benchmarks._common import (
     serve_child,
     table,
 )
+from benchmarks._workloads import CONCURRENCY, aiojobs_counted, aiojobs_defaults, jobrunner_run, noop
 
-CONCURRENCY = 100
 PENDING = 10_000  # jobrunner's default max_pending, and aiojobs' default pending_limit
-
-
-async def noop() -> None:
-    pass
+# Named here so serve_child finds them in this script.
+__all__ = ["aiojobs_counted", "aiojobs_defaults", "jobrunner_run"]
 
 
 # --- baselines -------------------------------------------------------------------------
@@ -85,39 +83,7 @@ async def bare_asyncio(n: int) -> dict[str, Any]:
     return t.figures(n)
 
 
-async def aiojobs_defaults(n: int) -> dict[str, Any]:
-    import aiojobs
-
-    scheduler = aiojobs.Scheduler(limit=CONCURRENCY)
-    with Timer() as t:
-        for _ in range(n):
-            await scheduler.spawn(noop())
-        await scheduler.wait_and_close()
-    return t.figures(n)
-
-
 # --- jobrunner -------------------------------------------------------------------------
-async def jobrunner_run(n: int, options: dict[str, Any], batched: bool = False) -> dict[str, Any]:
-    """``Runner(**options)``: N enqueues (or one enqueue_many) into the started runner, then idle."""
-    from jobrunner import Runner
-
-    runner = Runner(**options)
-
-    @runner.job
-    async def noop() -> None:
-        pass
-
-    async with runner:
-        with Timer() as t:
-            if batched:
-                await noop.enqueue_many([()] * n)
-            else:
-                for _ in range(n):
-                    await noop.enqueue()
-            await runner.run_until_idle()
-    return t.figures(n)
-
-
 def throughput_contenders() -> list[Contender]:
     def jr(label: str, extra: str | None = None, batched: bool = False, **options: Any) -> Contender:
         return Contender(label, "jobrunner_run", extra, {"options": options, "batched": batched})
@@ -125,6 +91,7 @@ def throughput_contenders() -> list[Contender]:
     return [
         Contender("bare asyncio: PriorityQueue(maxsize=10,000) + 100 tasks", "bare_asyncio"),
         Contender("aiojobs.Scheduler(limit=100), other defaults", "aiojobs_defaults"),
+        Contender("aiojobs, same, jobs count themselves (no wait_and_close)", "aiojobs_counted"),
         jr("jobrunner Runner(), all defaults  <- headline"),
         jr("  tuned: Runner(max_pending=None)", max_pending=None),
         jr("  tuned: Runner(instrument=False)", instrument=False),

@@ -38,28 +38,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import OTEL_LABEL, STRUCTLOG_LABEL, Timer, defaults_note, measure, serve_child, table
+from benchmarks._common import OTEL_LABEL, STRUCTLOG_LABEL, defaults_note, measure, serve_child, table
+from benchmarks._workloads import jobrunner_run
 
 
 async def run_jobs(n: int, instrument: bool, batched: bool) -> dict[str, Any]:
-    """``Runner(instrument=...)``: N enqueues (or one enqueue_many) into the started runner, then idle."""
-    from jobrunner import Runner
-
-    runner = Runner(instrument=instrument)
-
-    @runner.job
-    async def noop() -> None:
-        pass
-
-    async with runner:
-        with Timer() as t:
-            if batched:
-                await noop.enqueue_many([()] * n)
-            else:
-                for _ in range(n):
-                    await noop.enqueue()
-            await runner.run_until_idle()
-    return t.figures(n)
+    """``Runner(instrument=...)``: the enqueue-then-run workload."""
+    return await jobrunner_run(n, {"instrument": instrument}, batched)
 
 
 @dataclass(frozen=True)

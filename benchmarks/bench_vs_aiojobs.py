@@ -32,20 +32,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import Contender, Timer, defaults_note, run_rounds, serve_child, table, verdict
+from benchmarks._workloads import CONCURRENCY, aiojobs_counted, aiojobs_defaults, jobrunner_run, noop
 
-CONCURRENCY = 100
+# Named here so serve_child finds them in this script.
+__all__ = ["aiojobs_counted", "aiojobs_defaults", "jobrunner_run"]
 PENDING = 10_000  # aiojobs' default pending_limit, and jobrunner's default max_pending
-
-
-async def noop() -> None:
-    pass
 
 
 # --- contenders (each runs in a child process) ---------------------------------------
@@ -69,70 +66,14 @@ async def bare_asyncio(n: int) -> dict[str, Any]:
     return t.figures(n)
 
 
-async def aiojobs_defaults(n: int) -> dict[str, Any]:
-    import aiojobs
-
-    scheduler = aiojobs.Scheduler(limit=CONCURRENCY)
-    with Timer() as t:
-        for _ in range(n):
-            await scheduler.spawn(noop())
-        await scheduler.wait_and_close()
-    return t.figures(n)
-
-
-async def aiojobs_counted(n: int) -> dict[str, Any]:
-    """aiojobs' fastest way to learn that all N ran: the jobs count themselves.
-
-    ``wait_and_close()`` gathers a waiter per job still known to the scheduler
-    (up to 10,000 pending here), which is most of its cost in the row above;
-    this row shows aiojobs without it, so the comparison does not rest on it.
-    """
-    import aiojobs
-
-    done = asyncio.Event()
-    count = 0
-
-    async def counted() -> None:
-        nonlocal count
-        count += 1
-        if count == n:
-            done.set()
-
-    scheduler = aiojobs.Scheduler(limit=CONCURRENCY)
-    with Timer() as t:
-        for _ in range(n):
-            await scheduler.spawn(counted())
-        await done.wait()
-    await scheduler.close()
-    return t.figures(n)
-
-
-async def jobrunner_defaults(n: int, sqlite: bool = False) -> dict[str, Any]:
-    from jobrunner import Runner
-
-    with tempfile.TemporaryDirectory(prefix="bench-vs-aiojobs-") as tmp:
-        runner = Runner(store=f"sqlite:///{tmp}/jobs.db") if sqlite else Runner()
-
-        @runner.job
-        async def noop() -> None:
-            pass
-
-        async with runner:  # started (and the store opened) before the clock starts
-            with Timer() as t:
-                for _ in range(n):
-                    await noop.enqueue()
-                await runner.run_until_idle()
-    return t.figures(n)
-
-
 CONTENDERS = [
     Contender("bare asyncio: Queue(maxsize=10,000) + 100 worker tasks", "bare_asyncio"),
     Contender("aiojobs.Scheduler(limit=100), other defaults", "aiojobs_defaults"),
     Contender("aiojobs, same, jobs count themselves (no wait_and_close)", "aiojobs_counted"),
-    Contender("jobrunner Runner(), all defaults (memory store)", "jobrunner_defaults"),
+    Contender("jobrunner Runner(), all defaults (memory store)", "jobrunner_run"),
     Contender(
         'jobrunner Runner(store="sqlite:///tmpfile"), defaults (info)',
-        "jobrunner_defaults",
+        "jobrunner_run",
         kwargs={"sqlite": True},
     ),
 ]
