@@ -38,7 +38,7 @@ from jobrunner.logs import get_logger
 from jobrunner.maintenance import Duty, Maintenance, PruneDuty, RescueDuty
 from jobrunner.models import Enqueued, JobRecord, JobSpec, JobStatus, LeaseTerms, Trigger
 from jobrunner.observability import Instrumentation, Telemetry
-from jobrunner.payload import check_call
+from jobrunner.payload import NO_KWARGS, check_call
 from jobrunner.pool import WorkerPool, spawn_in
 from jobrunner.registry import (
     _UNSET,
@@ -668,6 +668,8 @@ class Runner:
         if args or kwargs or not check.empty_ok:
             check(args, kwargs)
             args, kwargs = check_call(definition.name, args, kwargs, self._max_payload)
+        else:
+            kwargs = NO_KWARGS
         job_options = definition.options
         if options is DEFAULT_ENQUEUE:
             # Precomputed fields of the plain ``job.enqueue(...)`` call.
