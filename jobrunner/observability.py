@@ -2,12 +2,15 @@
 
 jobrunner never configures logging or OpenTelemetry; it uses what the app set up:
 
-* **structlog**: per-job lifecycle events go to the ``jobrunner.jobs`` logger
-  (``job started``, ``job succeeded``, ``job failed``...), each with ``job_id``,
+* **logs** (through ``jobrunner.logs``: structlog if the app configured it,
+  else stdlib ``logging``): per-job lifecycle events go to the
+  ``jobrunner.jobs`` logger (``job started``, ``job succeeded``, ``job attempt
+  failed; retry scheduled``, ``job dead``...), each with ``job_id``,
   ``job_name``, ``attempt``, ``queue``, ``trigger`` (and ``workspace_id``).
-  While a job runs, the same fields are bound with structlog's contextvars
-  integration, so whatever the handler logs carries them; they live in the
-  attempt's own ``contextvars.Context`` and never outlive it.
+  When the app's structlog merges contextvars, the same fields are bound while
+  a job runs, so whatever the handler logs carries them; they live in the
+  attempt's own ``contextvars.Context`` and never outlive it. Stdlib users get
+  them with ``JobContextFilter``.
 * **traces** (messaging semantic conventions): a PRODUCER ``send {queue}`` span
   around each enqueue, whose W3C trace context is stored in ``JobSpec.headers``;
   a CONSUMER ``process {queue}`` span around each attempt, the child of that
@@ -20,8 +23,8 @@ jobrunner never configures logging or OpenTelemetry; it uses what the app set up
 Cost: what is not configured is not done. The runner looks at the setup when
 it starts and once a second while it runs (``Telemetry.refresh``): with no
 OpenTelemetry SDK (the global providers are still the API's proxies) there are
-no spans and no meters; without ``merge_contextvars`` among structlog's
-processors (or a stdlib ``ProcessorFormatter``'s) nothing is bound; per-job
+no spans and no meters; unless the app configured structlog with
+``merge_contextvars`` (or a stdlib ``ProcessorFormatter`` with it) nothing is bound; per-job
 info and debug events are skipped while those levels are off. Then a job costs
 two attribute checks more than with ``instrument=False``; binding its context
 costs a template check and one ContextVar set more (about 0.35 us, 4-5% of a

@@ -30,9 +30,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-__all__ = [
-    "NO_KWARGS",
-    "check_call", "check_result", "check_text", "dumps", "loads", "normalize", "size_of"]
+__all__ = ["NO_KWARGS", "check_call", "check_result", "check_text", "dumps", "loads", "normalize", "size_of"]
 
 _INT_DIGITS_BITS = 14_000  # about 4,200 decimal digits: under Python's 4,300-digit text limit
 
