@@ -40,6 +40,7 @@ from jobrunner.models import Enqueued, JobRecord, JobSpec, JobStatus, LeaseTerms
 from jobrunner.observability import Instrumentation, Telemetry
 from jobrunner.payload import NO_KWARGS, check_call
 from jobrunner.pool import WorkerPool, spawn_in
+from jobrunner.progress import ProgressWriter
 from jobrunner.registry import (
     _UNSET,
     DEFAULT_ENQUEUE,
@@ -905,6 +906,9 @@ class Runner:
         await stack.__aenter__()
         try:
             base = contextvars.copy_context()
+            # Jobs run in copies of ``base``: they find the writer of their progress there.
+            progress = ProgressWriter(self.store, self.clock)
+            base.run(progress.install)
             process_scope = ProcessScope(self._resources, base)
             stack.push_async_callback(_shielded, process_scope.aclose)
             tg = await stack.enter_async_context(anyio.create_task_group())
@@ -964,6 +968,7 @@ class Runner:
             if self._telemetry.enabled:
                 spawn_in(base, tg, self._telemetry.watch, "jobrunner.telemetry")
             spawn_in(base, tg, maintenance.heartbeat, "jobrunner.heartbeat")
+            spawn_in(base, tg, progress.run, "jobrunner.progress")
             spawn_in(base, tg, maintenance.lead, "jobrunner.leader")
         except BaseException:
             await stack.aclose()

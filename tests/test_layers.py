@@ -31,6 +31,7 @@ LAYERS = {
     "context": 2,
     "hooks": 2,
     "observability": 2,
+    "progress": 2,
     "execute": 3,
     "pool": 3,
     "maintenance": 3,

@@ -74,13 +74,17 @@ from jobrunner.models import (
     JobRecord,
     JobSpec,
     JobStatus,
+    LeaderInfo,
     LeaseReport,
     LeaseTerms,
     Outcome,
     OutcomeKind,
+    Progress,
+    ProgressReport,
     RescuedJob,
     StoreStats,
     Trigger,
+    WorkerInfo,
 )
 from jobrunner.payload import dumps, loads
 from jobrunner.stores._postgres_sql import SCHEMA_VERSION, Statements, check_schema, install_schema
@@ -1026,11 +1030,32 @@ class PostgresStore:
         queue: str | None = None,
         name: str | None = None,
         limit: int = 100,
+        before: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs matching every given filter, newest (last enqueued) first."""
-        rows = await self._require_pool().fetch(
-            self._sql.list_jobs, None if status is None else status.value, queue, name, limit
-        )
+        """Jobs matching every given filter, newest (last enqueued) first;
+        ``before``: older than that job (keyset paging by ``seq``)."""
+        pool = self._require_pool()
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("status", None if status is None else status.value),
+            ("queue", queue),
+            ("name", name),
+        ):
+            if value is not None:
+                params.append(value)
+                where.append(f"{column} = ${len(params)}")
+        if before is not None:
+            seq = await pool.fetchval(self._sql.seq_of, before)
+            if seq is None:
+                raise JobNotFound(before)
+            params.append(seq)
+            where.append(f"seq < ${len(params)}")
+        params.append(limit)
+        sql = self._sql.list_jobs
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        rows = await pool.fetch(f"{sql} ORDER BY seq DESC LIMIT ${len(params)}", *params)
         return [_record(row) for row in rows]
 
     async def stats(self, now: float) -> StoreStats:
@@ -1050,6 +1075,26 @@ class PostgresStore:
             row[0]: float(row[1]) for row in await pool.fetch(self._sql.unknown, now, _KNOWN_NAMES_TTL)
         }
         return StoreStats(counts, queues, None if oldest is None else float(oldest), unknown)
+
+    # progress and the cluster view ---------------------------------------------------
+    async def set_progress(self, reports: Sequence[ProgressReport]) -> list[str]:
+        """Write the batch in one statement, fenced by token; return the ids fenced out."""
+        ids = [report.job_id for report in reports]
+        tokens = [report.token for report in reports]
+        texts = [dumps([p.fraction, p.message, p.attempt, p.at]) for _, _, p in reports]
+        rows = await self._require_pool().fetch(self._sql.set_progress, ids, tokens, texts)
+        written = {row[0] for row in rows}
+        return [job_id for job_id in ids if job_id not in written]
+
+    async def workers(self, now: float) -> list[WorkerInfo]:
+        """Runners that claimed or heartbeated in the last few minutes, newest first."""
+        rows = await self._require_pool().fetch(self._sql.workers, now - _KNOWN_NAMES_TTL)
+        return [WorkerInfo(row[0], tuple(row[1]), float(row[2])) for row in rows]
+
+    async def leaders(self, now: float) -> list[LeaderInfo]:
+        """Every role in the leaders table."""
+        rows = await self._require_pool().fetch(self._sql.leaders)
+        return [LeaderInfo(row[0], row[1], float(row[2])) for row in rows]
 
 
 # --- rows -----------------------------------------------------------------------------------
@@ -1110,7 +1155,7 @@ def _record(row: Any) -> JobRecord:
     (job_id, name, args_text, kwargs_text, queue, priority, status_text, attempts, max_attempts, timeout,
      key, workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result_text,
      error_type, error_message, error_traceback, worker, cancel_requested, headers_text,
-     meta_text, history_text, result_error) = row  # fmt: skip
+     meta_text, history_text, result_error, progress_text) = row  # fmt: skip
     try:
         args, kwargs = _decode_payload(args_text, kwargs_text)
     except ValueError:
@@ -1152,4 +1197,5 @@ def _record(row: Any) -> JobRecord:
         meta=_loads_mapping(meta_text),
         history=tuple(history),
         result_error=result_error,
+        progress=None if progress_text is None else Progress(*loads(progress_text)),
     )
