@@ -819,10 +819,18 @@ class Runner:
         queue: str | None = None,
         name: str | None = None,
         limit: int = 100,
+        before: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs matching every given filter, newest first."""
+        """Jobs matching every given filter, newest first; ``before`` (a job id) pages:
+        only jobs enqueued before that one. JobNotFound if that job is gone."""
         await self._open_store()
-        return await self.store.list_jobs(status=status, queue=queue, name=name, limit=limit)
+        return await self.store.list_jobs(status=status, queue=queue, name=name, limit=limit, before=before)
+
+    async def opened_store(self) -> Store:
+        """The runner's store, opened if it was not yet: for tools that read it
+        directly (``jobrunner.web``). The runner still owns it: do not close it."""
+        await self._open_store()
+        return self.store
 
     async def purge(self, status: JobStatus, *, older_than: float = 0.0, limit: int = 10_000) -> int:
         """Delete jobs of a final status that finished more than ``older_than`` seconds ago."""

@@ -609,13 +609,8 @@ def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ..
 
 
 def _set_progress(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, int]]) -> list[str]:
-    lost: list[str] = []
-    for row in rows:
-        if not conn.execute(
-            "UPDATE jobrunner_jobs SET progress = ? WHERE id = ? AND token = ? AND status = 'running'", row
-        ).rowcount:
-            lost.append(row[1])
-    return lost
+    update = "UPDATE jobrunner_jobs SET progress = ? WHERE id = ? AND token = ? AND status = 'running'"
+    return [row[1] for row in rows if not conn.execute(update, row).rowcount]
 
 
 def _fire_tick(conn: sqlite3.Connection, schedule: str, fire_at: float, row: tuple[Any, ...]) -> bool:
