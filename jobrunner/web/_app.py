@@ -75,7 +75,7 @@ def create_app(
             Route("/", home, name="home"),
             *api_routes(),
             *sse_routes(),
-            Mount("/ui", routes=page_routes(), name="ui"),
+            Mount("/ui", routes=page_routes()),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
         middleware=[Middleware(AccessMiddleware, access=access)],
