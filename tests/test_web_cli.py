@@ -39,8 +39,8 @@ def wait_for_health(url: str, process: subprocess.Popen[str]) -> httpx.Response:
     raise AssertionError("jobrunner web did not answer within 20 s")
 
 
-async def test_web_serves_a_read_only_dashboard_of_a_store_alone(tmp_path: Path) -> None:
-    job_id = await a_store_with_one_job(tmp_path / "jobs.db")
+def test_web_serves_a_read_only_dashboard_of_a_store_alone(tmp_path: Path) -> None:
+    job_id = asyncio.run(a_store_with_one_job(tmp_path / "jobs.db"))
     port = free_port()
     process = subprocess.Popen(
         [
@@ -60,7 +60,7 @@ async def test_web_serves_a_read_only_dashboard_of_a_store_alone(tmp_path: Path)
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        health = await asyncio.to_thread(wait_for_health, url, process)
+        health = wait_for_health(url, process)
         listed = httpx.get(f"{url}/jobs").json()
         page = httpx.get(f"{url}/ui/jobs/{job_id}")
         cancel = httpx.post(f"{url}/jobs/{job_id}/cancel", headers={"X-Jobrunner-Request": "1"})
