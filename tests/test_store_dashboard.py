@@ -97,3 +97,13 @@ async def test_leaders_lists_each_role_and_its_holder(store: Store) -> None:
     assert await store.try_lead("maintenance", "w1", 30.0, NOW)
     (leader,) = await store.leaders(NOW)
     assert (leader.role, leader.holder, leader.expires_at) == ("maintenance", "w1", NOW + 30.0)
+
+
+async def test_a_rare_match_far_down_the_table_is_still_found(store: Store) -> None:
+    # PostgreSQL reads a window of the newest jobs and widens it: the match is
+    # older than the first window (1,000 jobs).
+    rare = spec("rare")
+    await store.enqueue([rare, *(spec("common") for _ in range(2_500))], NOW)
+    assert [r.id for r in await store.list_jobs(name="rare")] == [rare.id]
+    newest = await store.list_jobs(limit=1)
+    assert [r.id for r in await store.list_jobs(name="rare", before=newest[0].id)] == [rare.id]

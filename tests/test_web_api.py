@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 
 from jobrunner import JobStatus, Runner, SystemClock, current_job
 from jobrunner.stores.base import Store
+from jobrunner.testing import FakeClock
 from jobrunner.web import create_app
 from tests.helpers import Gate, until, until_status
 
@@ -304,15 +305,22 @@ async def test_stats_count_by_status_and_queue(make_runner: Callable[..., Runner
     assert stats["queues"]["bulk"]["waiting"] == 1 and stats["queues"]["default"]["waiting"] == 1
 
 
-async def test_stats_are_read_from_the_store_once_per_ttl(
-    make_runner: Callable[..., Runner], store: Store
+async def test_stats_are_read_once_per_ttl_and_refreshed_after_answering(
+    make_runner: Callable[..., Runner], clock: FakeClock
 ) -> None:
     runner = app_runner(make_runner)
-    async with client(create_app(runner, stats_ttl=3600)) as http:
-        before = (await http.get("/stats")).json()
+
+    async def queued(http: httpx.AsyncClient) -> int:
+        count: int = (await http.get("/stats")).json()["counts"]["queued"]
+        return count
+
+    async with client(create_app(runner, stats_ttl=10)) as http:
+        assert await queued(http) == 0
         await runner.enqueue("send_email", "a")
-        after = (await http.get("/stats")).json()
-    assert before == after  # the cached read: a thousand tabs cost the store one query
+        assert await queued(http) == 0  # within the ttl: a thousand tabs cost the store one read
+        clock.advance(11)
+        assert await queued(http) == 0  # stale: answered at once, then read again
+        assert await queued(http) == 1
 
 
 async def test_schedules_show_next_and_last_runs(make_runner: Callable[..., Runner], store: Store) -> None:

@@ -208,6 +208,12 @@ ALTER TABLE {s}.jobs ADD COLUMN progress json;
 -- Cancelled jobs newest first, as jobs_dead for dead letters: list_jobs pages
 -- them by seq. Partial, so claims and successes never touch it.
 CREATE INDEX jobs_cancelled ON {s}.jobs (seq) WHERE status = 'cancelled';
+-- The newest jobs, for list_jobs without a selective filter: it reads a window
+-- of the latest seq values (PostgresStore.list_jobs). A BRIN index (block-range
+-- summaries, a few pages for millions of rows): rows are appended in seq order,
+-- and keeping it up costs a write a comparison with its range's summary, not a
+-- B-tree insert per state change.
+CREATE INDEX jobs_seq_brin ON {s}.jobs USING brin (seq) WITH (pages_per_range = 16, autosummarize = on);
 """
 
 _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
@@ -610,6 +616,7 @@ class Statements:
     workers: str
     leaders: str
     seq_of: str
+    last_seq: str
     resync_admission: str
     statistics_stale: str
     analyze: str
@@ -669,4 +676,5 @@ class Statements:
             workers=f"SELECT worker, names, seen_at FROM {s}.runners WHERE seen_at > $1 ORDER BY seen_at DESC",
             leaders=f"SELECT role, holder, expires_at FROM {s}.leaders ORDER BY role",
             seq_of=f"SELECT seq FROM {s}.jobs WHERE id = $1",
+            last_seq=f"SELECT pg_sequence_last_value(pg_get_serial_sequence('{s}.jobs', 'seq')::regclass)",
         )

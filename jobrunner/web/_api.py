@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -224,7 +225,9 @@ async def purge(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    return JSONResponse(stats_json(await _source(request).stats()))
+    source = _source(request)
+    view, stale = await source.stats(wait=False)
+    return JSONResponse(stats_json(view), background=BackgroundTask(source.refresh_stats) if stale else None)
 
 
 async def schedules(request: Request) -> Response:

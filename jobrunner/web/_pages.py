@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -90,9 +91,12 @@ def _source(request: Request) -> JobSource:
 
 async def overview(request: Request) -> Response:
     source = _source(request)
-    stats = await source.stats()
+    stats, stale = await source.stats(wait=False)
     workers, leaders = await source.cluster()
-    return _render(request, "overview.html", {"stats": stats, "workers": workers, "leaders": leaders})
+    response = _render(request, "overview.html", {"stats": stats, "workers": workers, "leaders": leaders})
+    if stale:
+        response.background = BackgroundTask(source.refresh_stats)
+    return response
 
 
 async def jobs(request: Request) -> Response:

@@ -71,7 +71,9 @@ class JobSource:
 
     ``stats_ttl``: stats are read from the store at most once per this many
     seconds, whatever the number of clients (each dashboard tab polls them);
-    requests in between, and those arriving while a read is under way, share it.
+    requests in between, and those arriving while a read is under way, share
+    it, and a request finding them older answers with them and reads them
+    again after its response (see ``stats``).
     """
 
     def __init__(self, target: Runner | Store | str, *, clock: Clock | None = None, stats_ttl: float = 1.0):
@@ -133,13 +135,25 @@ class JobSource:
         store = await self.store()
         return await store.list_jobs(status=status, queue=queue, name=name, limit=limit, before=before)
 
-    async def stats(self) -> StatsView:
-        """The latest stats, read from the store at most once per ``stats_ttl``."""
-        if self._stats_lock is None:
-            self._stats_lock = asyncio.Lock()
+    async def stats(self, *, wait: bool = True) -> tuple[StatsView, bool]:
+        """The stats, and whether the caller should ``refresh_stats()`` after answering.
+
+        Fresh ones (read less than ``stats_ttl`` ago) are returned as they are.
+        Older ones: with ``wait``, read again first; without, returned at once
+        with True (stale-while-revalidate: the endpoints answer, then refresh in
+        the same request, so no client waits for the store to count a million jobs).
+        """
         cached = self._stats
         if cached is not None and self.clock.now() - cached.at < self._stats_ttl:
-            return cached
+            return cached, False
+        if cached is not None and not wait:
+            return cached, True
+        return await self.refresh_stats(), False
+
+    async def refresh_stats(self) -> StatsView:
+        """Read the stats from the store, unless they are fresh; concurrent callers share one read."""
+        if self._stats_lock is None:
+            self._stats_lock = asyncio.Lock()
         async with self._stats_lock:
             cached = self._stats
             now = self.clock.now()

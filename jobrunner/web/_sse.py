@@ -89,7 +89,8 @@ async def stats_events(request: Request) -> Response:
     async def stream() -> AsyncIterator[str]:
         sent = 0
         while True:
-            yield _event("stats", stats_json(await source.stats()))
+            view, _ = await source.stats()
+            yield _event("stats", stats_json(view))
             sent += 1
             if count and sent >= count:
                 return
