@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from jobrunner import Runner
+from jobrunner import Runner, current_job
 from jobrunner.stores.sqlite import SQLiteStore
 from tests.test_web_browser import free_port
 
@@ -85,3 +85,38 @@ def test_web_refuses_an_auth_hook_it_cannot_load(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "module:callable" in done.stderr
+
+
+async def test_jobs_show_prints_the_progress_of_a_job(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "jobs.db"))
+    runner = Runner(store)
+    gate = asyncio.Event()
+
+    @runner.job
+    async def resize() -> None:
+        current_job().progress(0.4, "resized 4 of 10")
+        await gate.wait()
+
+    async with runner:
+        handle = await resize.enqueue()
+        while (await runner.get_job(handle.id)).progress is None:
+            await asyncio.sleep(0.001)
+        shown = await asyncio.to_thread(
+            subprocess.run,
+            [
+                sys.executable,
+                "-m",
+                "jobrunner",
+                "jobs",
+                "show",
+                handle.id,
+                "--store",
+                f"sqlite:///{store.path}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        gate.set()
+    assert shown.returncode == 0, shown.stderr
+    assert "progress  40% resized 4 of 10 (attempt 1," in shown.stdout
