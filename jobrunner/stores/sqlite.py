@@ -685,21 +685,33 @@ def _stats(conn: sqlite3.Connection, now: float) -> StoreStats:
             by_status = queues[queue] = dict.fromkeys(JobStatus, 0)
         by_status[JobStatus(status)] += n
         counts[JobStatus(status)] += n
-    oldest_run_at = conn.execute(
-        "SELECT min(run_at) FROM jobrunner_jobs WHERE due IS NOT NULL AND run_at <= ?", (now,)
-    ).fetchone()[0]
+    # Waiting jobs are read from the two waiting indexes (due = 1, due = 0), not
+    # by "due IS NOT NULL", which no index answers: with a million finished jobs
+    # that was a scan of the table each, on top of the count above.
+    oldest_run_at = min(
+        (
+            at
+            for (at,) in conn.execute(
+                "SELECT min(run_at) FROM jobrunner_jobs WHERE due = 1 "
+                "UNION ALL SELECT min(run_at) FROM jobrunner_jobs WHERE due = 0 AND run_at <= ?",
+                (now,),
+            )
+            if at is not None and at <= now
+        ),
+        default=None,
+    )
     known: set[str] = set()
     for (names,) in conn.execute(
         "SELECT names FROM jobrunner_workers WHERE seen_at > ?", (now - _KNOWN_NAMES_TTL,)
     ):
         known.update(loads(names))
-    unknown = {
-        name: max(0.0, now - first)
-        for name, first in conn.execute(
-            "SELECT name, min(run_at) FROM jobrunner_jobs WHERE due IS NOT NULL GROUP BY name"
-        )
-        if name not in known
-    }
+    unknown: dict[str, float] = {}
+    for name, first in conn.execute(
+        "SELECT name, min(run_at) FROM jobrunner_jobs WHERE due = 1 GROUP BY name "
+        "UNION ALL SELECT name, min(run_at) FROM jobrunner_jobs WHERE due = 0 GROUP BY name"
+    ):
+        if name not in known:
+            unknown[name] = max(unknown.get(name, 0.0), max(0.0, now - first))
     oldest = None if oldest_run_at is None else now - oldest_run_at
     return StoreStats(counts, queues, oldest, unknown)
 
