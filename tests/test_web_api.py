@@ -14,7 +14,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from jobrunner import JobStatus, Runner, SystemClock, current_job
+from jobrunner import JobStatus, MemoryStore, Runner, SystemClock, current_job
+from jobrunner.models import StoreStats
 from jobrunner.stores.base import Store
 from jobrunner.testing import FakeClock
 from jobrunner.web import create_app
@@ -321,6 +322,26 @@ async def test_stats_are_read_once_per_ttl_and_refreshed_after_answering(
         clock.advance(11)
         assert await queued(http) == 0  # stale: answered at once, then read again
         assert await queued(http) == 1
+
+
+async def test_a_slow_count_is_repeated_at_most_every_ten_times_its_duration(clock: FakeClock) -> None:
+    class SlowStore(MemoryStore):
+        reads = 0
+
+        async def stats(self, now: float) -> StoreStats:
+            self.reads += 1
+            clock.advance(2.0)  # counting takes the store 2 s
+            return await super().stats(now)
+
+    store = SlowStore()
+    async with client(create_app(store, clock=clock, stats_ttl=1)) as http:
+        await http.get("/stats")
+        clock.advance(15.0)  # 17 s after the read began: within 10 x 2 s
+        await http.get("/stats")
+        assert store.reads == 1
+        clock.advance(5.0)
+        await http.get("/stats")
+    assert store.reads == 2
 
 
 async def test_schedules_show_next_and_last_runs(make_runner: Callable[..., Runner], store: Store) -> None:

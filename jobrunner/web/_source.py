@@ -37,6 +37,10 @@ from jobrunner.stores.base import Store
 
 __all__ = ["JobSource", "QueueView", "StatsView"]
 
+STATS_BUDGET = 10.0
+"""Stats are read again at most every this many times the last read took (and
+at most every ``stats_ttl``)."""
+
 THROUGHPUT_WINDOW = 60.0
 """Seconds over which a queue's throughput (jobs finished per second) is measured."""
 
@@ -73,7 +77,8 @@ class JobSource:
     seconds, whatever the number of clients (each dashboard tab polls them);
     requests in between, and those arriving while a read is under way, share
     it, and a request finding them older answers with them and reads them
-    again after its response (see ``stats``).
+    again after its response (see ``stats``). A store slow to count (a million
+    jobs) is asked at most every ``STATS_BUDGET`` times its last answer's time.
     """
 
     def __init__(self, target: Runner | Store | str, *, clock: Clock | None = None, stats_ttl: float = 1.0):
@@ -83,6 +88,7 @@ class JobSource:
         self._store: Store | None = None if isinstance(target, Runner) else target
         self.clock: Clock = target.clock if isinstance(target, Runner) else (clock or SystemClock())
         self._stats_ttl = stats_ttl
+        self._fresh_for = stats_ttl
         self._open_lock: asyncio.Lock | None = None
         self._opened: Store | None = None
         self._stats_lock: asyncio.Lock | None = None
@@ -144,7 +150,7 @@ class JobSource:
         the same request, so no client waits for the store to count a million jobs).
         """
         cached = self._stats
-        if cached is not None and self.clock.now() - cached.at < self._stats_ttl:
+        if cached is not None and self.clock.now() - cached.at < self._fresh_for:
             return cached, False
         if cached is not None and not wait:
             return cached, True
@@ -157,9 +163,14 @@ class JobSource:
         async with self._stats_lock:
             cached = self._stats
             now = self.clock.now()
-            if cached is not None and now - cached.at < self._stats_ttl:
+            if cached is not None and now - cached.at < self._fresh_for:
                 return cached  # another request read them while this one waited
+            started = self.clock.monotonic()
             raw = await (await self.store()).stats(now)
+            # A count that takes the store long (a million jobs in SQLite: over a
+            # second) is repeated at most every ten times its duration, so the
+            # dashboard never keeps the store busy more than a tenth of the time.
+            self._fresh_for = max(self._stats_ttl, STATS_BUDGET * (self.clock.monotonic() - started))
             self._stats = view = self._view(raw, now)
             return view
 
