@@ -66,7 +66,10 @@ class ProgressWriter:
             if threading.get_ident() == self._loop_thread:
                 self._wake.set()
             else:
-                self._loop.call_soon_threadsafe(self._wake.set)
+                try:
+                    self._loop.call_soon_threadsafe(self._wake.set)
+                except RuntimeError:  # the runner stopped and its loop closed: nobody writes any more
+                    pass
 
     async def run(self) -> None:
         """Write pending reports, at most one batch per ``interval``, until cancelled."""

@@ -40,7 +40,10 @@ def create_app(
     """The jobrunner web app for a runner, a store, or a store URL.
 
     Mount it in FastAPI or Starlette (``app.mount("/jobs", create_app(runner,
-    auth=...))``) or serve it alone (``jobrunner web module:runner``).
+    auth=...))``) or serve it alone (``jobrunner web module:runner``). Built
+    from a runner, serve it on the runner's event loop (a runner started in
+    the host app's lifespan is): the app calls the runner, whose asyncio
+    objects belong to one loop.
 
     Args:
         target: the app's ``Runner`` (everything, including ``POST /jobs/{name}``

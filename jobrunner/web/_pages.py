@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from html import escape
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -184,8 +185,6 @@ async def purge_dead(request: Request) -> Response:
 
 
 def _flash(message: str, *, refresh: bool = False) -> Response:
-    from html import escape
-
     headers = {"HX-Refresh": "true"} if refresh else None
     return HTMLResponse(f'<p class="flash">{escape(message)}</p>', headers=headers)
 
