@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from html import escape
 from datetime import UTC, datetime
+from html import escape
 from pathlib import Path
 from typing import Any
 
