@@ -455,3 +455,40 @@ def test_importing_jobrunner_does_not_import_the_web_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "[]"
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Run the app's lifespan around the block, as a server does."""
+    inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    scope = {"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}
+    task = asyncio.ensure_future(app(scope, inbox.get, outbox.put))
+    await inbox.put({"type": "lifespan.startup"})
+    assert (await outbox.get())["type"] == "lifespan.startup.complete"
+    try:
+        yield
+    finally:
+        await inbox.put({"type": "lifespan.shutdown"})
+        assert (await outbox.get())["type"] == "lifespan.shutdown.complete"
+        await task
+
+
+async def test_the_app_closes_a_store_it_made_from_a_url_but_not_one_passed_in(tmp_path: Any) -> None:
+    class Counting(MemoryStore):
+        closed = 0
+
+        async def close(self) -> None:
+            self.closed += 1
+
+    passed_in = Counting()
+    app = create_app(passed_in)
+    async with lifespan(app), client(app) as http:
+        assert (await http.get("/health")).status_code == 200
+    assert passed_in.closed == 0
+
+    made = create_app(f"sqlite:///{tmp_path / 'jobs.db'}")
+    async with lifespan(made), client(made) as http:
+        assert (await http.get("/health")).status_code == 200
+        assert made.state.source._opened is not None
+    assert made.state.source._opened is None

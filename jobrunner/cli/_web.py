@@ -85,6 +85,8 @@ async def cmd_web(args: argparse.Namespace, out: Output) -> int:
     finally:
         for sig in stop_signals:
             loop.remove_signal_handler(sig)
+        if not args.app:
+            await target.close()  # the store this command opened for the app
     return EXIT_OK
 
 

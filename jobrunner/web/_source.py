@@ -82,6 +82,9 @@ class JobSource:
     """
 
     def __init__(self, target: Runner | Store | str, *, clock: Clock | None = None, stats_ttl: float = 1.0):
+        # A store made here from a URL is the source's to close; a Store passed
+        # in stays open for its owner (as with Runner).
+        self._owns_store = isinstance(target, str)
         if isinstance(target, str):
             target = store_from_url(target)
         self.runner: Runner | None = target if isinstance(target, Runner) else None
@@ -115,8 +118,8 @@ class JobSource:
         return self._opened
 
     async def aclose(self) -> None:
-        """Close a store this source opened (never a runner's)."""
-        if self._opened is not None:
+        """Close the store if this source made it from a URL and opened it (never a runner's)."""
+        if self._opened is not None and self._owns_store:
             opened, self._opened = self._opened, None
             await opened.close()
 
