@@ -103,3 +103,22 @@ async def test_the_dashboard_loads_htmx_from_the_package(store: Store) -> None:
         script = await http.get("/static/htmx.min.js")
     assert "/static/htmx.min.js" in page and "//unpkg" not in page and "cdn" not in page.lower()
     assert script.status_code == 200 and "htmx" in script.text[:200] and "0BSD" in script.text[:300]
+
+
+async def test_mounted_under_a_prefix_the_links_are_paths_under_it(
+    make_runner: Callable[..., Runner], store: Store
+) -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    runner = app_runner(make_runner)
+    job_id = await dead_job(runner)
+    site = Starlette(routes=[Mount("/ops/jobs", app=create_app(store, auth=allow_all))])
+    async with client(site) as http:
+        home = await http.get("/ops/jobs/")
+        page = await http.get("/ops/jobs/ui/dead")
+        retried = await http.post(f"/ops/jobs/ui/jobs/{job_id}/retry", headers=HTMX)
+    assert home.status_code == 307 and home.headers["location"] == "/ops/jobs/ui/"
+    assert f'href="/ops/jobs/ui/jobs/{job_id}"' in page.text
+    assert 'src="/ops/jobs/static/htmx.min.js"' in page.text and "http://" not in page.text
+    assert retried.headers["HX-Redirect"] == f"/ops/jobs/ui/jobs/{job_id}"

@@ -71,7 +71,7 @@ def create_app(
             await source.aclose()
 
     async def home(request: Request) -> Response:
-        return RedirectResponse(request.url_for("page_overview"), status_code=307)
+        return RedirectResponse(request.url_for("page_overview").path, status_code=307)
 
     app = Starlette(
         routes=[

@@ -17,6 +17,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -62,8 +63,21 @@ def _seconds(value: float | None) -> str:
 def templates() -> Jinja2Templates:
     """The dashboard's templates with its filters."""
     found = Jinja2Templates(directory=str(TEMPLATES))
-    found.env.filters.update(iso=_iso, ago=_ago, seconds=_seconds, tojson_pretty=_pretty)
+    found.env.filters.update(iso=_iso, ago=_ago, seconds=_seconds, tojson_pretty=_pretty, relative=_relative)
+    found.env.globals["url_for"] = _url_for
     return found
+
+
+@jinja2.pass_context
+def _url_for(context: dict[str, Any], name: str, /, **params: Any) -> str:
+    """Starlette's ``url_for``, as a path: links work behind a proxy that changes the host."""
+    request: Request = context["request"]
+    return request.url_for(name, **params).path
+
+
+def _relative(url: Any) -> str:
+    """A URL without scheme and host: behind a proxy the app does not know the host the browser used."""
+    return f"{url.path}?{url.query}" if url.query else str(url.path)
 
 
 def _pretty(value: Any) -> str:
@@ -110,7 +124,7 @@ async def jobs(request: Request) -> Response:
         except JobNotFound:
             pass
         else:
-            return RedirectResponse(request.url_for("page_job", job_id=search), status_code=303)
+            return RedirectResponse(request.url_for("page_job", job_id=search).path, status_code=303)
     try:
         args = page_args(request)
     except BadRequest as exc:
@@ -168,7 +182,7 @@ async def retry(request: Request) -> Response:
     except (JobNotFound, InvalidJobState) as exc:
         return _flash(str(exc))
     # Follow the job: its page shows it run again.
-    return Response(status_code=204, headers={"HX-Redirect": str(request.url_for("page_job", job_id=job_id))})
+    return Response(status_code=204, headers={"HX-Redirect": request.url_for("page_job", job_id=job_id).path})
 
 
 async def cancel(request: Request) -> Response:
