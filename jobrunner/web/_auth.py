@@ -2,7 +2,9 @@
 
 * ``auth``: a callable taking the Starlette ``Request`` and returning (or
   awaiting to) True to allow it. It is asked for every request, reads
-  included; ``request.method`` tells reads from changes.
+  included; ``request.method`` tells reads from changes. It runs before the
+  app reads the request: look at headers, cookies, the client address, the
+  session, not at the body.
 * Nothing that changes jobs works without an auth hook: with none, the app is
   read-only whatever ``read_only`` says, so a dashboard exposed by accident
   cannot retry, cancel, purge or enqueue. ``read_only=True`` refuses changes
