@@ -9,10 +9,12 @@ MODULES := $(VENV)/.modules
 
 .PHONY: demo test lint typecheck pytest bench clean FORCE
 
-# The package's file names (not their contents), rewritten only when they change.
+# The package's file names (not their contents), rewritten only when they change;
+# the web dashboard's templates and static files are package data, linked the same way.
 $(MODULES): FORCE
 	@mkdir -p $(VENV)
-	@find jobrunner \( -name '*.py' -o -name py.typed \) ! -path '*/__pycache__/*' | LC_ALL=C sort > $@.new
+	@find jobrunner \( -name '*.py' -o -name py.typed -o -path 'jobrunner/web/templates/*' -o -path 'jobrunner/web/static/*' \) \
+		! -path '*/__pycache__/*' | LC_ALL=C sort > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 # editable_mode=strict: the venv gets a tree of links to the package's files

@@ -32,7 +32,7 @@ from jobrunner.errors import (
 )
 from jobrunner.handle import JobHandle
 from jobrunner.hooks import JobHooks, Middleware
-from jobrunner.models import ErrorInfo, HistoryEntry, JobRecord, JobStatus, Trigger
+from jobrunner.models import ErrorInfo, HistoryEntry, JobRecord, JobStatus, Progress, Trigger
 from jobrunner.observability import Instrumentation, JobContextFilter
 from jobrunner.registry import BoundJob, Call, Job
 from jobrunner.resources import Resource, WithResources, uses
@@ -70,6 +70,7 @@ __all__ = [
     "JobrunnerError",
     "MemoryStore",
     "Middleware",
+    "Progress",
     "QueueFull",
     "Resource",
     "ResourceError",

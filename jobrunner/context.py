@@ -13,6 +13,7 @@ from typing import Any
 
 from jobrunner.clock import Clock
 from jobrunner.models import ClaimedJob, Trigger
+from jobrunner.progress import report_progress
 
 __all__ = ["CancelReason", "JobContext", "current_job"]
 
@@ -133,6 +134,17 @@ class JobContext:
     def claimed(self) -> ClaimedJob:
         """The full claimed record (args, headers, lease token)."""
         return self._claimed
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far this attempt got, e.g. ``progress(0.4, "resized 4 of 10")``.
+
+        Stored with the job (``JobRecord.progress``), shown by ``jobrunner jobs
+        show`` and the web dashboard. Cheap enough for a tight loop: the runner
+        keeps only the latest report of each job and writes at most one batch
+        every ``defaults.PROGRESS_INTERVAL`` seconds. Callable from sync
+        handlers' threads too. ValueError unless ``0 <= fraction <= 1``.
+        """
+        report_progress(self._claimed, fraction, message)
 
     def __repr__(self) -> str:
         return f"<JobContext {self.name} id={self.id} attempt={self.attempt}/{self.max_attempts}>"

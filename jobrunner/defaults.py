@@ -43,6 +43,9 @@ loop block threshold   0.5 s          a handler that blocks the event loop longe
                                       is named in a warning while it blocks
 queue depth interval   10 s           how often the leader reads queue depth for
                                       the metrics gauge (only with a meter SDK)
+progress interval      0.5 s          least time between two progress writes of a
+                                      runner (``current_job().progress()``): reports
+                                      in between are coalesced, the latest per job
 =====================  =============  ==============================================
 """
 
@@ -74,3 +77,4 @@ QUEUE: str = "default"
 PRIORITY: int = 0
 LOOP_BLOCK_THRESHOLD: float = 0.5
 QUEUE_DEPTH_INTERVAL: float = 10.0
+PROGRESS_INTERVAL: float = 0.5

@@ -23,13 +23,18 @@ __all__ = [
     "JobRecord",
     "JobSpec",
     "JobStatus",
+    "LeaderInfo",
     "LeaseReport",
     "LeaseTerms",
     "Outcome",
     "OutcomeKind",
+    "Progress",
+    "ProgressReport",
     "RescuedJob",
     "StoreStats",
     "Trigger",
+    "WorkerInfo",
+    "storable",
 ]
 
 
@@ -107,13 +112,13 @@ class ErrorInfo:
         except Exception as str_failed:  # a broken __str__ must not lose the outcome
             message = f"<str() of the exception failed: {type(str_failed).__qualname__}>"
         return cls(
-            type=_storable(type(exc).__qualname__),
-            message=_storable(message),
-            traceback=_storable("".join(_tb.format_exception(type(exc), exc, tb))),
+            type=storable(type(exc).__qualname__),
+            message=storable(message),
+            traceback=storable("".join(_tb.format_exception(type(exc), exc, tb))),
         )
 
 
-def _storable(text: str) -> str:
+def storable(text: str) -> str:
     """``text`` as every store can hold it: lone surrogates and NUL escaped.
 
     An exception message is arbitrary text; one that SQLite cannot encode or
@@ -255,6 +260,46 @@ class HistoryEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """How far an attempt got, as its handler said with ``current_job().progress()``."""
+
+    fraction: float
+    """From 0.0 to 1.0."""
+    message: str
+    attempt: int
+    """The attempt that reported it: an earlier attempt's progress stays until the next report."""
+    at: float
+    """When it was reported (epoch seconds)."""
+
+
+class ProgressReport(NamedTuple):
+    """One progress write for ``Store.set_progress``, fenced like a settle."""
+
+    job_id: str
+    token: int
+    progress: Progress
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A runner that claimed or heartbeated recently, as the store saw it."""
+
+    worker: str
+    names: tuple[str, ...]
+    """The job names it registered."""
+    seen_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderInfo:
+    """Who holds a leadership role, until when."""
+
+    role: str
+    holder: str
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
     """A job as the store knows it (a copy; it does not change under you)."""
 
@@ -287,6 +332,8 @@ class JobRecord:
     """Why the result could not be stored, on records written by releases before
     results were checked by the executor (a result JSON cannot hold now fails
     the attempt instead); None otherwise."""
+    progress: Progress | None = None
+    """The last progress an attempt reported, if any did."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ from jobrunner.models import Enqueued, JobRecord, JobSpec, JobStatus, LeaseTerms
 from jobrunner.observability import Instrumentation, Telemetry
 from jobrunner.payload import NO_KWARGS, check_call
 from jobrunner.pool import WorkerPool, spawn_in
+from jobrunner.progress import ProgressWriter
 from jobrunner.registry import (
     _UNSET,
     DEFAULT_ENQUEUE,
@@ -818,10 +819,18 @@ class Runner:
         queue: str | None = None,
         name: str | None = None,
         limit: int = 100,
+        before: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs matching every given filter, newest first."""
+        """Jobs matching every given filter, newest first; ``before`` (a job id) pages:
+        only jobs enqueued before that one. JobNotFound if that job is gone."""
         await self._open_store()
-        return await self.store.list_jobs(status=status, queue=queue, name=name, limit=limit)
+        return await self.store.list_jobs(status=status, queue=queue, name=name, limit=limit, before=before)
+
+    async def opened_store(self) -> Store:
+        """The runner's store, opened if it was not yet: for tools that read it
+        directly (``jobrunner.web``). The runner still owns it: do not close it."""
+        await self._open_store()
+        return self.store
 
     async def purge(self, status: JobStatus, *, older_than: float = 0.0, limit: int = 10_000) -> int:
         """Delete jobs of a final status that finished more than ``older_than`` seconds ago."""
@@ -905,6 +914,9 @@ class Runner:
         await stack.__aenter__()
         try:
             base = contextvars.copy_context()
+            # Jobs run in copies of ``base``: they find the writer of their progress there.
+            progress = ProgressWriter(self.store, self.clock)
+            base.run(progress.install)
             process_scope = ProcessScope(self._resources, base)
             stack.push_async_callback(_shielded, process_scope.aclose)
             tg = await stack.enter_async_context(anyio.create_task_group())
@@ -964,6 +976,7 @@ class Runner:
             if self._telemetry.enabled:
                 spawn_in(base, tg, self._telemetry.watch, "jobrunner.telemetry")
             spawn_in(base, tg, maintenance.heartbeat, "jobrunner.heartbeat")
+            spawn_in(base, tg, progress.run, "jobrunner.progress")
             spawn_in(base, tg, maintenance.lead, "jobrunner.leader")
         except BaseException:
             await stack.aclose()

@@ -28,3 +28,12 @@ def test_the_aiojobs_comparison_runs_its_contenders_in_child_processes() -> None
     assert result.returncode == 0, result.stderr
     assert "x aiojobs" in result.stdout
     assert "memory store end to end vs aiojobs, both with defaults:" in result.stdout
+
+
+def test_the_web_benchmark_times_every_endpoint() -> None:
+    result = run(
+        str(BENCHMARKS / "bench_web.py"), "--quick", "--store", "sqlite", "--jobs", "3000", "--requests", "3"
+    )
+    assert result.returncode == 0, result.stderr
+    for endpoint in ("GET /stats (as served", "GET /jobs?status=dead", "GET /jobs?before=", "GET /jobs/{id}"):
+        assert endpoint in result.stdout, result.stdout

@@ -429,13 +429,14 @@ COMMANDS = [
     "stats",
     "cron",
     "cron list",
+    "web",
 ]
 
 
 def test_help_lists_every_command(jobrunner: Run) -> None:
     result = jobrunner("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("worker", "enqueue", "jobs", "stats", "cron"):
+    for command in ("worker", "enqueue", "jobs", "stats", "cron", "web"):
         assert f"    {command}" in result.stdout
 
 

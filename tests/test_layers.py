@@ -31,11 +31,22 @@ LAYERS = {
     "context": 2,
     "hooks": 2,
     "observability": 2,
+    "progress": 2,
     "execute": 3,
     "pool": 3,
     "maintenance": 3,
     "scheduler": 3,
     "runner": 4,
+    # The Service API and dashboard (``jobrunner[web]``): above the runner, and
+    # nothing in the library imports it, so ``import jobrunner`` never loads Starlette.
+    "web": 5,
+    "web._app": 5,
+    "web._api": 5,
+    "web._auth": 5,
+    "web._json": 5,
+    "web._pages": 5,
+    "web._source": 5,
+    "web._sse": 5,
 }
 ADAPTERS = {
     "stores.memory",
@@ -132,3 +143,13 @@ def test_stores_import_only_models_errors_and_the_protocol() -> None:
         if path is not None:
             extra = jobrunner_imports(path) - allowed
             assert extra == set(), f"{name} imports {extra}"
+
+
+def test_nothing_but_the_cli_imports_the_web_package() -> None:
+    importers = {
+        name
+        for name, path in all_modules().items()
+        if not name.startswith(("web", f"{CLI}."))
+        and any(imported.startswith("jobrunner.web") for imported in jobrunner_imports(path))
+    }
+    assert importers == set()

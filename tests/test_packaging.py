@@ -69,7 +69,10 @@ def test_the_installed_package_has_every_module_of_the_source_tree(tmp_path: Pat
         return {
             str(path.relative_to(root))
             for path in root.rglob("*")
-            if path.name == "py.typed" or (path.suffix == ".py" and "__pycache__" not in path.parts)
+            if path.name == "py.typed"
+            or (path.suffix == ".py" and "__pycache__" not in path.parts)
+            # The dashboard's package data: templates and static files (htmx).
+            or (path.is_file() and {"templates", "static"} & set(path.relative_to(root).parts))
         }
 
     missing = files(source) - files(installed)

@@ -7,6 +7,7 @@ Commands (``jobrunner COMMAND --help`` shows each one's options and examples):
 * ``jobs list|show|retry|cancel|purge``: inspect and repair the jobs in a store.
 * ``stats``: counts by status and queue; ``--watch`` refreshes in place.
 * ``cron list APP``: each schedule and its next runs.
+* ``web [APP]``: serve the Service API and dashboard (``jobrunner.web``, uvicorn).
 
 The app's runner is found by import path, as uvicorn does (``myapp.jobs:runner``).
 Commands that only read or repair the store take ``--store URL`` (or
@@ -27,7 +28,7 @@ Other commands print their results, and only warnings and errors besides.
 Where things are: ``_parser`` (options, help, examples, option checks),
 ``_options`` (what each option value accepts), ``_app`` (loading the app's
 runner, finding the store), ``_commands`` (worker, enqueue, stats, cron) and
-``_jobs`` (the ``jobs`` commands), ``_output`` (tables, JSON, times),
+``_jobs`` (the ``jobs`` commands), ``_web`` (``web``), ``_output`` (tables, JSON, times),
 ``_logging`` (the CLI's log formatters and set-up), ``_errors`` (exit codes).
 This module runs a command and turns how it ended into an exit code.
 """

@@ -85,6 +85,10 @@ async def cmd_jobs_show(args: argparse.Namespace, out: Output) -> int:
         ("finished", iso(record.finished_at)),
         ("worker", record.worker or "-"),
     ]
+    if record.progress is not None:
+        p = record.progress
+        text = f"{p.fraction:.0%}" + (f" {p.message}" if p.message else "")
+        fields.append(("progress", f"{text} (attempt {p.attempt}, {ago(p.at, now)})"))
     if record.status is JobStatus.SUCCEEDED:
         fields.append(("result", json.dumps(record.result, default=repr)))
     width = max(len(k) for k, _ in fields)

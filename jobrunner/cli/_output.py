@@ -109,4 +109,6 @@ def record_json(record: JobRecord) -> dict[str, Any]:
         data[field] = iso(data[field]) if data[field] is not None else None
     for entry in data["history"]:
         entry["at"] = iso(entry["at"])
+    if data["progress"] is not None:
+        data["progress"]["at"] = iso(data["progress"]["at"])
     return data

@@ -24,6 +24,7 @@ from jobrunner.cli._options import (
     status,
     whole_number,
 )
+from jobrunner.cli._web import cmd_web
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -53,6 +54,9 @@ EXAMPLES = {
     "stats": "examples:\n  jobrunner stats --store sqlite:///var/jobs.db\n"
     "  jobrunner stats --store sqlite:///var/jobs.db --watch",
     "cron": "examples:\n  jobrunner cron list myapp.jobs:runner",
+    "web": "examples:\n  jobrunner web myapp.jobs:runner --auth myapp.auth:allow\n"
+    "  jobrunner web --store sqlite:///var/jobs.db --port 8080\n"
+    "  jobrunner web myapp.jobs:runner --host 0.0.0.0 --read-only",
 }
 
 
@@ -207,6 +211,25 @@ def build_parser() -> argparse.ArgumentParser:
     cron_list.add_argument("--count", type=whole_number(1), default=3, help="next runs to show (default: 3)")
     cron_list.add_argument("--store", help="store URL overriding the runner's (for last runs)")
     cron_list.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    web = _command_parser(
+        commands,
+        "web",
+        "serve the Service API and web dashboard (needs jobrunner[web])",
+        EXAMPLES["web"],
+        cmd_web,
+    )
+    web.add_argument(
+        "app", nargs="?", help="the app's runner, module:attribute (omit it to read a --store alone)"
+    )
+    web.add_argument("--store", help="store URL (default: $JOBRUNNER_STORE, or the runner's)")
+    web.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    web.add_argument("--port", type=whole_number(1), default=8000, help="port (default: 8000)")
+    web.add_argument(
+        "--auth", help="auth hook, module:callable taking the request; without it the dashboard is read-only"
+    )
+    web.add_argument("--read-only", action="store_true", help="refuse changes even with --auth")
+    web.set_defaults(json=False)
     return parser
 
 

@@ -202,10 +202,25 @@ END
 $$;
 """
 
+_MIGRATION_4 = """
+-- Job progress, JSON [fraction, message, attempt, at]; written only by set_progress.
+ALTER TABLE {s}.jobs ADD COLUMN progress json;
+-- Cancelled jobs newest first, as jobs_dead for dead letters: list_jobs pages
+-- them by seq. Partial, so claims and successes never touch it.
+CREATE INDEX jobs_cancelled ON {s}.jobs (seq) WHERE status = 'cancelled';
+-- The newest jobs, for list_jobs without a selective filter: it reads a window
+-- of the latest seq values (PostgresStore.list_jobs). A BRIN index (block-range
+-- summaries, a few pages for millions of rows): rows are appended in seq order,
+-- and keeping it up costs a write a comparison with its range's summary, not a
+-- B-tree insert per state change.
+CREATE INDEX jobs_seq_brin ON {s}.jobs USING brin (seq) WITH (pages_per_range = 16, autosummarize = on);
+"""
+
 _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "jobs, leaders and cron ticks", _MIGRATION_1),
     (2, "leader session liveness, runners' names, autovacuum for queue churn", _MIGRATION_2),
     (3, "payloads as json (exact round trips); admission under max_pending", _MIGRATION_3),
+    (4, "job progress; cancelled jobs newest first (the web dashboard)", _MIGRATION_4),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 """The schema version this release installs and understands."""
@@ -549,7 +564,7 @@ _RECORD_COLUMNS = """
     id, name, args::text, kwargs::text, queue, priority, status, attempts, max_attempts, timeout,
     key, workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result::text,
     error_type, error_message, error_traceback, worker, cancel_requested, headers::text,
-    meta::text, history::text, result_error"""
+    meta::text, history::text, result_error, progress::text"""
 
 _STATS = """
 SELECT queue,
@@ -597,6 +612,11 @@ class Statements:
     forget_runners: str
     key_holder: str
     list_jobs: str
+    set_progress: str
+    workers: str
+    leaders: str
+    seq_of: str
+    last_seq: str
     resync_admission: str
     statistics_stale: str
     analyze: str
@@ -645,9 +665,16 @@ class Statements:
                 f"false) FROM pg_stat_user_tables WHERE relid = '{s}.jobs'::regclass"
             ),
             analyze=f"ANALYZE {s}.jobs",
-            list_jobs=(
-                f"SELECT {_RECORD_COLUMNS} FROM {s}.jobs "
-                f"WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue = $2) "
-                f"AND ($3::text IS NULL OR name = $3) ORDER BY seq DESC LIMIT $4"
+            # The WHERE clause is added per call (PostgresStore.list_jobs): a
+            # generic "$1 IS NULL OR status = $1" plan would not use the partial indexes.
+            list_jobs=f"SELECT {_RECORD_COLUMNS} FROM {s}.jobs",
+            set_progress=(
+                f"UPDATE {s}.jobs AS j SET progress = u.progress::json "
+                f"FROM unnest($1::text[], $2::bigint[], $3::text[]) AS u(id, token, progress) "
+                f"WHERE j.id = u.id AND j.token = u.token AND j.status = 'running' RETURNING j.id"
             ),
+            workers=f"SELECT worker, names, seen_at FROM {s}.runners WHERE seen_at > $1 ORDER BY seen_at DESC",
+            leaders=f"SELECT role, holder, expires_at FROM {s}.leaders ORDER BY role",
+            seq_of=f"SELECT seq FROM {s}.jobs WHERE id = $1",
+            last_seq=f"SELECT pg_sequence_last_value(pg_get_serial_sequence('{s}.jobs', 'seq')::regclass)",
         )

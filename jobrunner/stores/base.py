@@ -50,11 +50,14 @@ from jobrunner.models import (
     JobRecord,
     JobSpec,
     JobStatus,
+    LeaderInfo,
     LeaseReport,
     LeaseTerms,
     Outcome,
+    ProgressReport,
     RescuedJob,
     StoreStats,
+    WorkerInfo,
 )
 from jobrunner.payload import check_call
 
@@ -207,12 +210,36 @@ class Store(Protocol):
         queue: str | None = None,
         name: str | None = None,
         limit: int = 100,
+        before: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs matching every given filter, newest first."""
+        """Jobs matching every given filter, newest first (by enqueue order).
+
+        ``before``: a job id; only jobs enqueued before that job are listed
+        (keyset paging: pass the last id of one page to get the next). Raises
+        JobNotFound if that job no longer exists (it was purged meanwhile).
+        """
         ...
 
     async def stats(self, now: float) -> StoreStats:
         """Counts by status and queue, oldest waiting age, unknown job names."""
+        ...
+
+    # progress and the cluster view (the web dashboard) --------------------------------
+    async def set_progress(self, reports: Sequence[ProgressReport]) -> list[str]:
+        """Store each attempt's latest progress, fenced like ``settle`` by
+        ``(job_id, token)`` and status RUNNING; return the ids fenced out.
+
+        Called only when handlers report progress, at most a few times a second
+        per runner (``jobrunner.progress`` throttles and batches the reports).
+        """
+        ...
+
+    async def workers(self, now: float) -> list[WorkerInfo]:
+        """Runners seen (claiming or heartbeating) in the last few minutes, newest first."""
+        ...
+
+    async def leaders(self, now: float) -> list[LeaderInfo]:
+        """Every leadership role with its holder, including lapsed ones (``expires_at`` < now)."""
         ...
 
 

@@ -53,13 +53,17 @@ from jobrunner.models import (
     JobRecord,
     JobSpec,
     JobStatus,
+    LeaderInfo,
     LeaseReport,
     LeaseTerms,
     Outcome,
     OutcomeKind,
+    Progress,
+    ProgressReport,
     RescuedJob,
     StoreStats,
     Trigger,
+    WorkerInfo,
 )
 
 __all__ = ["MemoryStore"]
@@ -259,6 +263,8 @@ class MemoryStore:
         self._leaders: dict[str, tuple[str, float]] = {}
         self._ticks: dict[str, float] = {}
         self._known_names: dict[str, float] = {}
+        self._workers_seen: dict[str, tuple[frozenset[str] | None, float]] = {}
+        self._progress: dict[str, Progress] = {}
         self._last_names: frozenset[str] | None = None
         self._listeners: list[Callable[[], None]] = []
         self._seq = itertools.count(1)
@@ -373,6 +379,8 @@ class MemoryStore:
             return False  # requeued since: a stale entry
         del self._jobs[spec[_ID]]
         self._counts[spec[_QUEUE]][state[STATUS]] -= 1
+        if self._progress:
+            self._progress.pop(spec[_ID], None)
         return True
 
     # producing -------------------------------------------------------------
@@ -460,6 +468,7 @@ class MemoryStore:
         if self._delayed and self._delayed[0][0] <= now:
             self._promote(now)
         names = request.names
+        self._workers_seen[request.worker] = (names, now)  # one per claim batch, for workers()
         if names is not None and names is not self._last_names:
             self._last_names = names
             for name in names:
@@ -691,8 +700,7 @@ class MemoryStore:
         return dict(self._ticks)
 
     # inspection and repair -----------------------------------------------------
-    @staticmethod
-    def _record(state: _State) -> JobRecord:
+    def _record(self, state: _State) -> JobRecord:
         spec = _handed_out(state[SPEC])
         status = JobStatus(state[STATUS])
         history = [HistoryEntry(spec.enqueued_at, JobStatus.QUEUED, 0, None, "enqueued")]
@@ -731,6 +739,7 @@ class MemoryStore:
             headers=spec.headers,
             meta=spec.meta,
             history=tuple(history),
+            progress=self._progress.get(spec.id) if self._progress else None,
         )
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -788,11 +797,19 @@ class MemoryStore:
         queue: str | None = None,
         name: str | None = None,
         limit: int = 100,
+        before: str | None = None,
     ) -> list[JobRecord]:
-        """Newest first."""
+        """Newest first (the dict keeps enqueue order); ``before``: older than that job."""
         out: list[JobRecord] = []
         wanted = None if status is None else status.value
-        for state in reversed(self._jobs.values()):
+        states: Iterator[_State] = reversed(self._jobs.values())
+        if before is not None:
+            if before not in self._jobs:
+                raise JobNotFound(before)
+            # A scan to the cursor: the memory store holds what one process can keep anyway.
+            states = itertools.dropwhile(lambda state: state[SPEC][_ID] != before, states)
+            next(states)
+        for state in states:
             if len(out) >= limit:
                 break
             spec = state[SPEC]
@@ -834,3 +851,29 @@ class MemoryStore:
             if name not in known:
                 unknown[name] = max(unknown.get(name, 0.0), age)
         return StoreStats(counts, queues, oldest, unknown)
+
+    # progress and the cluster view ---------------------------------------------------
+    async def set_progress(self, reports: Sequence[ProgressReport]) -> list[str]:
+        """Keep each running attempt's latest progress; fenced by token."""
+        lost: list[str] = []
+        for job_id, token, progress in reports:
+            state = self._jobs.get(job_id)
+            if state is None or state[STATUS] != _RUNNING or state[TOKEN] != token:
+                lost.append(job_id)
+            else:
+                self._progress[job_id] = progress
+        return lost
+
+    async def workers(self, now: float) -> list[WorkerInfo]:
+        """Runners that claimed in the last few minutes."""
+        for worker, (_, seen) in list(self._workers_seen.items()):
+            if now - seen >= _KNOWN_NAMES_TTL:
+                del self._workers_seen[worker]
+        return [
+            WorkerInfo(worker, tuple(sorted(names or ())), seen)
+            for worker, (names, seen) in sorted(self._workers_seen.items(), key=lambda item: -item[1][1])
+        ]
+
+    async def leaders(self, now: float) -> list[LeaderInfo]:
+        """Every role and its holder."""
+        return [LeaderInfo(role, holder, until) for role, (holder, until) in sorted(self._leaders.items())]

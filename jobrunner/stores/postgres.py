@@ -74,13 +74,17 @@ from jobrunner.models import (
     JobRecord,
     JobSpec,
     JobStatus,
+    LeaderInfo,
     LeaseReport,
     LeaseTerms,
     Outcome,
     OutcomeKind,
+    Progress,
+    ProgressReport,
     RescuedJob,
     StoreStats,
     Trigger,
+    WorkerInfo,
 )
 from jobrunner.payload import dumps, loads
 from jobrunner.stores._postgres_sql import SCHEMA_VERSION, Statements, check_schema, install_schema
@@ -93,6 +97,8 @@ _new_tuple = tuple.__new__
 
 # A runner that has not claimed for this long no longer counts as knowing its names.
 _KNOWN_NAMES_TTL = 300.0
+# Statuses whose partial indexes list them newest first (or that are few).
+_INDEXED_FOR_LISTING = frozenset({JobStatus.DEAD, JobStatus.CANCELLED, JobStatus.RUNNING})
 # How often a claiming runner re-records the names it knows (in its own ``now``).
 _NAMES_REFRESH = 60.0
 # Rows about runners that stopped this long ago are deleted by the leader.
@@ -1026,12 +1032,52 @@ class PostgresStore:
         queue: str | None = None,
         name: str | None = None,
         limit: int = 100,
+        before: str | None = None,
     ) -> list[JobRecord]:
-        """Jobs matching every given filter, newest (last enqueued) first."""
-        rows = await self._require_pool().fetch(
-            self._sql.list_jobs, None if status is None else status.value, queue, name, limit
-        )
-        return [_record(row) for row in rows]
+        """Jobs matching every given filter, newest (last enqueued) first;
+        ``before``: older than that job (keyset paging by ``seq``).
+
+        Dead, cancelled and running jobs are found by their partial indexes.
+        Otherwise the newest jobs are read from a window of the latest ``seq``
+        values (the BRIN index finds its pages), widened tenfold until it holds
+        a page of matches or covers the table: the answer is the same as a sort
+        of every match, at the cost of the window instead of the table.
+        """
+        pool = self._require_pool()
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("status", None if status is None else status.value),
+            ("queue", queue),
+            ("name", name),
+        ):
+            if value is not None:
+                params.append(value)
+                where.append(f"{column} = ${len(params)}")
+        top: int | None = None
+        if before is not None:
+            top = await pool.fetchval(self._sql.seq_of, before)
+            if top is None:
+                raise JobNotFound(before)
+            where.append(f"seq < {int(top)}")
+        params.append(limit)
+        select = self._sql.list_jobs
+        order = f" ORDER BY seq DESC LIMIT ${len(params)}"
+        if status in _INDEXED_FOR_LISTING:
+            rows = await pool.fetch(f"{select} WHERE {' AND '.join(where)}{order}", *params)
+            return [_record(row) for row in rows]
+        if top is None:
+            top = (await pool.fetchval(self._sql.last_seq) or 0) + 1
+        span = max(1_000, 20 * limit)
+        while True:
+            # The cut is a literal: a generic plan for "seq > $n" would scan the table.
+            cut = top - span
+            window = [*where, f"seq > {int(cut)}"] if cut > 0 else where
+            sql = select + (f" WHERE {' AND '.join(window)}" if window else "") + order
+            rows = await pool.fetch(sql, *params)
+            if len(rows) >= limit or cut <= 0:
+                return [_record(row) for row in rows]
+            span *= 10
 
     async def stats(self, now: float) -> StoreStats:
         """Counts by status and queue, the oldest ready job's age, and waiting job
@@ -1050,6 +1096,26 @@ class PostgresStore:
             row[0]: float(row[1]) for row in await pool.fetch(self._sql.unknown, now, _KNOWN_NAMES_TTL)
         }
         return StoreStats(counts, queues, None if oldest is None else float(oldest), unknown)
+
+    # progress and the cluster view ---------------------------------------------------
+    async def set_progress(self, reports: Sequence[ProgressReport]) -> list[str]:
+        """Write the batch in one statement, fenced by token; return the ids fenced out."""
+        ids = [report.job_id for report in reports]
+        tokens = [report.token for report in reports]
+        texts = [dumps([p.fraction, p.message, p.attempt, p.at]) for _, _, p in reports]
+        rows = await self._require_pool().fetch(self._sql.set_progress, ids, tokens, texts)
+        written = {row[0] for row in rows}
+        return [job_id for job_id in ids if job_id not in written]
+
+    async def workers(self, now: float) -> list[WorkerInfo]:
+        """Runners that claimed or heartbeated in the last few minutes, newest first."""
+        rows = await self._require_pool().fetch(self._sql.workers, now - _KNOWN_NAMES_TTL)
+        return [WorkerInfo(row[0], tuple(row[1]), float(row[2])) for row in rows]
+
+    async def leaders(self, now: float) -> list[LeaderInfo]:
+        """Every role in the leaders table."""
+        rows = await self._require_pool().fetch(self._sql.leaders)
+        return [LeaderInfo(row[0], row[1], float(row[2])) for row in rows]
 
 
 # --- rows -----------------------------------------------------------------------------------
@@ -1110,7 +1176,7 @@ def _record(row: Any) -> JobRecord:
     (job_id, name, args_text, kwargs_text, queue, priority, status_text, attempts, max_attempts, timeout,
      key, workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result_text,
      error_type, error_message, error_traceback, worker, cancel_requested, headers_text,
-     meta_text, history_text, result_error) = row  # fmt: skip
+     meta_text, history_text, result_error, progress_text) = row  # fmt: skip
     try:
         args, kwargs = _decode_payload(args_text, kwargs_text)
     except ValueError:
@@ -1152,4 +1218,5 @@ def _record(row: Any) -> JobRecord:
         meta=_loads_mapping(meta_text),
         history=tuple(history),
         result_error=result_error,
+        progress=None if progress_text is None else Progress(*loads(progress_text)),
     )
