@@ -24,6 +24,7 @@ from jobrunner.cli._options import (
     status,
     whole_number,
 )
+from jobrunner.cli._queues import cmd_queues_list, cmd_queues_pause, cmd_queues_resume
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -53,6 +54,9 @@ EXAMPLES = {
     "stats": "examples:\n  jobrunner stats --store sqlite:///var/jobs.db\n"
     "  jobrunner stats --store sqlite:///var/jobs.db --watch",
     "cron": "examples:\n  jobrunner cron list myapp.jobs:runner",
+    "queues": "examples:\n  jobrunner queues pause emails --store sqlite:///var/jobs.db\n"
+    "  jobrunner queues resume emails --store sqlite:///var/jobs.db\n"
+    "  jobrunner queues list --store sqlite:///var/jobs.db",
 }
 
 
@@ -182,6 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", type=duration, default="0s", help="e.g. 7d, 12h, 30m (default: all)")
     purge.add_argument("--batch", type=whole_number(1), default=1000, help=argparse.SUPPRESS)
     _store_options(purge)
+
+    queues = commands.add_parser(
+        "queues",
+        help="pause, resume, list queues",
+        epilog=f"{EXAMPLES['queues']}\n\n{EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    queues_commands = queues.add_subparsers(dest="queues_command", required=True, metavar="ACTION")
+    for action, handler, text in (
+        ("pause", cmd_queues_pause, "stop every worker on the store from starting the queue's jobs"),
+        ("resume", cmd_queues_resume, "let workers start the queue's jobs again"),
+    ):
+        sub = _command_parser(queues_commands, action, text, EXAMPLES["queues"], handler)
+        sub.add_argument("queue", type=non_empty, help="queue name")
+        _store_options(sub)
+    queues_list = _command_parser(
+        queues_commands,
+        "list",
+        "each queue: paused or not, jobs waiting and running",
+        EXAMPLES["queues"],
+        cmd_queues_list,
+    )
+    _store_options(queues_list)
 
     stats = _command_parser(commands, "stats", "counts by status and queue", EXAMPLES["stats"], cmd_stats)
     stats.add_argument("--watch", action="store_true", help="refresh in place")

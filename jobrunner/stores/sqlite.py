@@ -42,7 +42,7 @@ except ImportError:  # Windows: no flock; leadership falls back to the lease alo
 else:
     _HAVE_FLOCK = True
 
-from jobrunner import defaults
+from jobrunner import defaults, flow
 from jobrunner import transitions as rules
 from jobrunner.errors import JobNotFound, QueueFull, StoreError
 from jobrunner.logs import get_logger
@@ -51,6 +51,7 @@ from jobrunner.models import (
     ClaimRequest,
     Enqueued,
     ErrorInfo,
+    ExpiredJob,
     HistoryEntry,
     JobRecord,
     JobSpec,
@@ -176,6 +177,18 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "SELECT 1, count(*) FROM jobrunner_jobs WHERE due IS NOT NULL",
         ),
     ),
+    (
+        "flow control: paused queues, deadlines to start by",
+        (
+            # Read by every claim: empty unless a queue is paused.
+            "CREATE TABLE jobrunner_paused (queue TEXT PRIMARY KEY, paused_at REAL NOT NULL)",
+            "ALTER TABLE jobrunner_jobs ADD COLUMN expires_at REAL",
+            # Waiting jobs with a deadline: a claim probes it for the expired ones,
+            # an empty range when no job has one.
+            "CREATE INDEX jobrunner_jobs_expiring ON jobrunner_jobs (expires_at) "
+            "WHERE expires_at IS NOT NULL AND due IS NOT NULL",
+        ),
+    ),
 )
 """Schema steps, applied in order, each recorded in ``jobrunner_migrations``.
 
@@ -211,7 +224,7 @@ def _encode_spec(spec: JobSpec, now: float) -> tuple[Any, ...]:
     return (
         spec.id, spec.name, spec.queue, spec.priority, _QUEUED if ready else _SCHEDULED, 1 if ready else 0,
         spec.max_attempts, spec.timeout, spec.key, spec.workspace_id, spec.trigger, spec.enqueued_at,
-        run_at, payload, headers, meta,
+        run_at, payload, headers, meta, spec.expires_at,
     )  # fmt: skip
 
 
@@ -249,8 +262,8 @@ _ACTIVE_SQL = "('queued', 'scheduled', 'running', 'retrying')"
 
 _INSERT = """
 INSERT INTO jobrunner_jobs (id, name, queue, priority, status, due, max_attempts, timeout, key,
-    workspace_id, trigger, enqueued_at, run_at, payload, headers, meta)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    workspace_id, trigger, enqueued_at, run_at, payload, headers, meta, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _ACTIVE_KEY = f"SELECT id FROM jobrunner_jobs WHERE key = ? AND status IN {_ACTIVE_SQL}"
 
@@ -277,8 +290,10 @@ UPDATE jobrunner_jobs SET status = 'running', due = NULL, attempts = attempts + 
     lease_until = :now + coalesce(:fixed, coalesce(timeout, :without) + :margin)
 WHERE seq IN (SELECT value FROM json_each(:seqs))
 RETURNING priority, CAST(run_at AS REAL), seq, id, name, queue, max_attempts, CAST(timeout AS REAL), key,
-    workspace_id, CAST(enqueued_at AS REAL), trigger, payload, headers, meta, attempts, token
+    workspace_id, CAST(enqueued_at AS REAL), trigger, payload, headers, meta, attempts, token,
+    CAST(expires_at AS REAL)
 """
+_PAUSED = "SELECT queue FROM jobrunner_paused"
 _SEEN = """
 INSERT INTO jobrunner_workers (worker, names, seen_at) VALUES (?, ?, ?)
 ON CONFLICT (worker) DO UPDATE SET names = excluded.names, seen_at = excluded.seen_at
@@ -294,6 +309,10 @@ FROM jobrunner_jobs
 _RUNNING_OF = _STATE + "WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running'"
 _EXPIRED = _STATE + "WHERE status = 'running' AND lease_until < ?"
 _STATE_OF = _STATE + "WHERE id = ?"
+_EXPIRING = (
+    _STATE.replace("\nFROM", ", queue, expires_at\nFROM")
+    + "WHERE expires_at <= ? AND expires_at IS NOT NULL AND due IS NOT NULL"
+)
 
 _SUCCEED = """
 UPDATE jobrunner_jobs SET status = 'succeeded', due = NULL, lease_until = NULL, finished_at = ?, result = ?
@@ -324,7 +343,8 @@ SELECT (SELECT count(*) FROM (SELECT 1 FROM jobrunner_jobs WHERE due = 1 LIMIT ?
 
 _RECORD_COLUMNS = """id, name, payload, queue, priority, status, attempts, max_attempts, timeout, key,
     workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result, error_type,
-    error_message, error_traceback, worker, cancel_requested, headers, meta, history, result_error"""
+    error_message, error_traceback, worker, cancel_requested, headers, meta, history, result_error,
+    expires_at"""
 
 
 def _insert_rows(
@@ -398,26 +418,74 @@ def _due_queues(conn: sqlite3.Connection, name: str) -> Iterator[str]:
         row = conn.execute(_NEXT_QUEUE, (name, queue)).fetchone()
 
 
+def _expire(conn: sqlite3.Connection, now: float) -> list[ExpiredJob]:
+    """End the waiting jobs whose deadline has come (``transitions.lapsed``)."""
+    gone: list[ExpiredJob] = []
+    for row in conn.execute(_EXPIRING, (now,)).fetchall():
+        seq, job_id, name, _, _, state = _state(row[:15])
+        queue, expires_at = row[15], row[16]
+        _apply(conn, seq, state, rules.lapsed(state, now), now)
+        gone.append(ExpiredJob(job_id, name, queue, expires_at))
+    return gone
+
+
+def _running_counts(conn: sqlite3.Connection, column: str, keys: Iterable[str]) -> dict[str, int]:
+    """RUNNING jobs per value of ``column`` (queue or name) among ``keys``, from the lease index."""
+    sql = (
+        f"SELECT {column}, count(*) FROM jobrunner_jobs INDEXED BY jobrunner_jobs_leases "
+        f"WHERE status = 'running' AND {column} IN (SELECT value FROM json_each(?)) GROUP BY {column}"
+    )
+    return dict(conn.execute(sql, (dumps(list(keys)),)).fetchall())
+
+
 def _claim(
     conn: sqlite3.Connection,
     request: ClaimRequest,
     names: Iterable[str] | None,
     seen: tuple[str, str, float] | None,
-) -> list[ClaimedJob]:
+) -> tuple[list[ClaimedJob], list[ExpiredJob]]:
     now, limit, room = request.now, request.limit, request.queue_room
+    expired = _expire(conn, now)
     conn.execute(_PROMOTE, (now,))
     if seen is not None:
         conn.execute(_SEEN, seen)
-    candidates: list[tuple[int, float, int, str]] = []
+    paused = {row[0] for row in conn.execute(_PAUSED)}
+    limits = request.limits
+    name_room: dict[str, int] = {}
+    if limits:
+        # Writers are serialized (BEGIN IMMEDIATE): the counts cannot change
+        # before this transaction commits, in this process or any other.
+        queue_room, name_room = flow.room(
+            limits,
+            _running_counts(conn, "queue", limits.queues) if limits.queues else {},
+            _running_counts(conn, "name", limits.names) if limits.names else {},
+        )
+        room = dict(room)
+        for queue, n in queue_room.items():
+            room[queue] = min(room.get(queue, n), n)
+    candidates: list[tuple[int, float, int, str, str]] = []
     only = request.queues
     for name in _due_names(conn) if names is None else names:
+        name_cap = name_room.get(name, limit)
+        if name_cap <= 0:
+            continue
         for queue in _due_queues(conn, name) if only is None else only:
+            if paused and queue in paused:
+                continue
             cap = min(limit, room[queue]) if queue in room else limit
+            cap = min(cap, name_cap)
             if cap > 0:
-                candidates += conn.execute(_CANDIDATES, (name, queue, now, cap)).fetchall()
+                candidates += [
+                    (*row, name) for row in conn.execute(_CANDIDATES, (name, queue, now, cap)).fetchall()
+                ]
     if not candidates:
-        return []
-    chosen = rules.choose(((p, r, seq, q, seq) for p, r, seq, q in candidates), limit, room)
+        return [], expired
+    if name_room:
+        chosen = flow.choose(
+            ((p, r, seq, q, n, seq) for p, r, seq, q, n in candidates), limit, room, name_room
+        )
+    else:
+        chosen = rules.choose(((p, r, seq, q, seq) for p, r, seq, q, _ in candidates), limit, room)
     lease = request.lease
     rows = conn.execute(
         _CLAIM,
@@ -431,13 +499,13 @@ def _claim(
         },
     ).fetchall()
     rows.sort()
-    return [_claimed(row) for row in rows]
+    return [_claimed(row) for row in rows], expired
 
 
 def _claimed(row: tuple[Any, ...]) -> ClaimedJob:
     (
         priority, run_at, _, job_id, name, queue, max_attempts, timeout, key, workspace_id,
-        enqueued_at, trigger, payload, headers, meta, attempts, token,
+        enqueued_at, trigger, payload, headers, meta, attempts, token, expires_at,
     ) = row  # fmt: skip
     decode_error = None
     try:
@@ -453,7 +521,7 @@ def _claimed(row: tuple[Any, ...]) -> ClaimedJob:
     spec = _new_tuple(
         JobSpec,
         (job_id, name, args, kwargs, queue, priority, max_attempts, timeout, key, workspace_id,
-         enqueued_at, run_at, trigger, headers, meta),
+         enqueued_at, run_at, trigger, headers, meta, expires_at),
     )  # fmt: skip
     return _new_tuple(ClaimedJob, (spec, attempts, token, trigger, run_at, decode_error))
 
@@ -688,6 +756,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         job_id, name, payload, queue, priority, status, attempts, max_attempts, timeout, key,
         workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result, error_type,
         error_message, error_traceback, worker, cancel_requested, headers, meta, history, result_error,
+        expires_at,
     ) = row  # fmt: skip
     try:
         args, kwargs = _decode_payload(payload)
@@ -732,6 +801,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         meta=None if meta is None else loads(meta),
         history=tuple(entries),
         result_error=result_error,
+        expires_at=expires_at,
     )
 
 
@@ -1010,6 +1080,7 @@ class SQLiteStore:
         self._listeners: list[Callable[[], None]] = []
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._seen: dict[str, tuple[frozenset[str] | None, float]] = {}
+        self._limited = False  # a claim with global limits was made here
         self._leader_locks = _LeaderLocks(path)
         # Taking the lock file is a system call: followers may look often.
         self.leader_poll_interval: float | None = defaults.LEADER_POLL if _HAVE_FLOCK else None
@@ -1252,7 +1323,14 @@ class SQLiteStore:
             listed = sorted(names) if names is not None else []
             record_seen = (worker, dumps(listed), request.now)
             self._seen[worker] = (names, request.now)
-        return await self._write("claim", _claim, request, names, record_seen)
+        if request.limits:
+            self._limited = True
+        claimed, expired = await self._write("claim", _claim, request, names, record_seen)
+        if expired:
+            self._finished(job.id for job in expired)
+            if request.on_expired is not None:
+                request.on_expired(expired)
+        return claimed
 
     async def extend_leases(
         self, leases: Sequence[tuple[str, int]], now: float, terms: LeaseTerms
@@ -1268,7 +1346,8 @@ class SQLiteStore:
         lost, final, ready = await self._write("record outcomes", _settle, outcomes, results)
         if final and self._waiters:
             self._finished(final)
-        if ready:
+        if ready or self._limited:
+            # With global limits, a job ending frees room for this process's runners.
             self._notify()
         return lost
 
@@ -1433,3 +1512,36 @@ class SQLiteStore:
         One pass over the table on the read connection: it never holds up claims.
         """
         return await self._read("compute stats", _stats, now)
+
+    # flow control ------------------------------------------------------------------
+    async def pause_queue(self, queue: str, now: float) -> bool:
+        """Record the pause; every claim (in any process) reads it in its transaction."""
+        paused: bool = await self._write(
+            "pause a queue",
+            lambda conn: (
+                conn.execute(
+                    "INSERT INTO jobrunner_paused (queue, paused_at) VALUES (?, ?) ON CONFLICT (queue) DO NOTHING",
+                    (queue, now),
+                ).rowcount
+                == 1
+            ),
+        )
+        return paused
+
+    async def resume_queue(self, queue: str) -> bool:
+        """Delete the pause and wake this process's runners (others poll)."""
+        resumed: bool = await self._write(
+            "resume a queue",
+            lambda conn: conn.execute("DELETE FROM jobrunner_paused WHERE queue = ?", (queue,)).rowcount == 1,
+        )
+        if resumed:
+            self._notify()
+        return resumed
+
+    async def paused_queues(self) -> dict[str, float]:
+        """Paused queues and when each was paused."""
+        rows = await self._read(
+            "read paused queues",
+            lambda conn: conn.execute("SELECT queue, paused_at FROM jobrunner_paused").fetchall(),
+        )
+        return dict(rows)
