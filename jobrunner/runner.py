@@ -32,7 +32,7 @@ from jobrunner.clock import Clock, SystemClock
 from jobrunner.cron import CronExpression, MissedPolicy, Schedule, ScheduleInfo
 from jobrunner.errors import InvalidJobState, JobCancelled, JobFailed, JobNotFound, QueueFull, UnknownJob
 from jobrunner.execute import Executor
-from jobrunner.flow import Limits
+from jobrunner.flow import Limits, RateLimit
 from jobrunner.handle import JobHandle
 from jobrunner.hooks import JobHooks, Middleware
 from jobrunner.logs import get_logger
@@ -158,6 +158,9 @@ class Runner:
         global_limits: per-queue concurrency limits across every runner on the
             store, e.g. ``{"emails": 1}`` (every runner consuming the queue must
             declare the same limit); per job name: ``@runner.job(concurrency=n)``.
+        rate_limits: ``RateLimit``s (starts per period, per queue, job name or
+            workspace) across every runner on the store; each runner that
+            claims the jobs declares the same.
         consume: the queues this runner takes jobs from (a worker dedicated to
             some queues); default: all of them.
         shutdown_grace: seconds running jobs get to finish when the runner stops.
@@ -187,6 +190,7 @@ class Runner:
         max_pending: int | None = defaults.MAX_PENDING,
         queues: Mapping[str, int] | None = None,
         global_limits: Mapping[str, int] | None = None,
+        rate_limits: Iterable[RateLimit] = (),
         consume: Iterable[str] | None = None,
         shutdown_grace: float = defaults.SHUTDOWN_GRACE,
         cancel_grace: float = defaults.CANCEL_GRACE,
@@ -220,6 +224,7 @@ class Runner:
         self._max_pending = max_pending
         self._queue_limits = {q: _positive_int(n, f"queues[{q!r}]") for q, n in (queues or {}).items()}
         self._global_queue_limits = Limits(queues=dict(global_limits or {})).queues
+        self._rate_limits = Limits(rates=tuple(rate_limits)).rates
         if isinstance(consume, str):
             raise ValueError(f"Runner(consume={consume!r}): pass a list of queue names, e.g. [{consume!r}]")
         self._consume = None if consume is None else frozenset(consume)
@@ -913,7 +918,7 @@ class Runner:
     def _global_limits(self) -> Limits | None:
         """The store-wide limits this runner keeps: its queues' and its jobs' (``concurrency=``)."""
         names = {d.name: d.options.concurrency for d in self._registry if d.options.concurrency is not None}
-        limits = Limits(queues=self._global_queue_limits, names=names)
+        limits = Limits(queues=self._global_queue_limits, names=names, rates=self._rate_limits)
         return limits or None
 
     # lifecycle ---------------------------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from structlog.testing import capture_logs
 
-from jobrunner import JobCancelled, JobStatus, Runner
+from jobrunner import JobCancelled, JobStatus, RateLimit, Runner
 from jobrunner.flow import EXPIRED_ERROR
 from jobrunner.retry import FixedBackoff
 from jobrunner.stores.base import Store
@@ -333,3 +333,78 @@ def test_limits_refuse_nonsense() -> None:
     runner = Runner()
     with pytest.raises(ValueError, match="concurrency=0"):
         runner.job(concurrency=0)(lambda: None)
+
+
+# rate limits -----------------------------------------------------------------------------
+
+
+async def test_a_queue_rate_limit_spreads_starts_over_windows(
+    make_runner: Callable[..., Runner], clock: FakeClock
+) -> None:
+    runner = make_runner(rate_limits=[RateLimit(2, 10, queue="api")])
+    starts: list[float] = []
+
+    @runner.job(queue="api")
+    async def call(n: int) -> None:
+        starts.append(clock.now())
+
+    begin = clock.now()  # 1_750_000_000: a window starts here
+    await call.enqueue_many([(n,) for n in range(5)])
+    await runner.run_until_idle()
+    assert starts == [begin, begin]
+    # The runner sleeps until the window ends, not a moment less.
+    assert await runner.store.next_run_at(clock.now()) == begin + 10
+    await drain(runner, clock)
+    assert [s - begin for s in starts] == [0, 0, 10, 10, 20]
+
+
+async def test_a_rate_limit_per_workspace_counts_each_tenant_alone(
+    make_runner: Callable[..., Runner],
+) -> None:
+    runner = make_runner(rate_limits=[RateLimit(1, 60, name="sync", per_workspace=True)])
+    ran: list[str] = []
+
+    @runner.job
+    async def sync(label: str) -> None:
+        ran.append(label)
+
+    for tenant, label in [("a", "a1"), ("a", "a2"), ("b", "b1"), ("b", "b2")]:
+        await sync.options(workspace_id=tenant).enqueue(label)
+    await sync.enqueue("no tenant")
+    await sync.enqueue("no tenant either")
+    await runner.run_until_idle()
+    assert sorted(ran) == ["a1", "b1", "no tenant", "no tenant either"]
+
+
+async def test_a_rate_limit_holds_across_runners_on_one_store(
+    make_runner: Callable[..., Runner], clock: FakeClock
+) -> None:
+    limit = [RateLimit(3, 60, name="call")]
+    runners = [make_runner(rate_limits=limit, concurrency=10) for _ in range(2)]
+    ran: list[int] = []
+    for runner in runners:
+
+        @runner.job(name="call")
+        async def call(n: int) -> None:
+            ran.append(n)
+
+    async with runners[0], runners[1]:
+        await runners[0].enqueue("call", 0)
+        await runners[0].job_named("call").enqueue_many([(n,) for n in range(1, 10)])
+        await runners[0].run_until_idle()
+        await runners[1].run_until_idle()
+        assert len(ran) == 3
+        clock.advance(60)
+        await until(lambda: len(ran) == 6)
+        await runners[0].run_until_idle()
+        await runners[1].run_until_idle()
+        assert len(ran) == 6
+
+
+def test_rate_limits_refuse_nonsense() -> None:
+    with pytest.raises(ValueError, match="limit=0"):
+        RateLimit(0, 1)
+    with pytest.raises(ValueError, match="period=0"):
+        RateLimit(1, 0)
+    with pytest.raises(TypeError, match="not a jobrunner.RateLimit"):
+        Runner(rate_limits=[(1, 1)])  # type: ignore[list-item]

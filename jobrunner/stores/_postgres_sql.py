@@ -216,13 +216,21 @@ ALTER TABLE {{s}}.jobs ADD COLUMN expires_at double precision;
 -- empty range when no job has one.
 CREATE INDEX jobs_expiring ON {{s}}.jobs (expires_at)
     WHERE expires_at IS NOT NULL AND status IN {_WAITING_SQL};
+-- Rate limits: one counter per scope (flow.RateLimit.scope) for its current
+-- fixed window; read and written only by claims under rate limits, under the
+-- advisory lock of the limit.
+CREATE TABLE {{s}}.rate_counters (
+    scope text PRIMARY KEY,
+    window_start double precision NOT NULL,
+    used integer NOT NULL
+);
 """
 
 _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "jobs, leaders and cron ticks", _MIGRATION_1),
     (2, "leader session liveness, runners' names, autovacuum for queue churn", _MIGRATION_2),
     (3, "payloads as json (exact round trips); admission under max_pending", _MIGRATION_3),
-    (4, "flow control: paused queues, deadlines to start by", _MIGRATION_4),
+    (4, "flow control: paused queues, deadlines to start by, rate counters", _MIGRATION_4),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 """The schema version this release installs and understands."""
@@ -406,21 +414,26 @@ _EXPIRE = f"WITH {_EXPIRE_CTES} SELECT {_EXPIRED_COLUMN}"
 # Candidates ($1 now, $2 names, $3 limit, $4 queues): each queue with a room
 # ($5 queues, $6 room) and each limited name ($7 names, $8 room) offers its
 # best ``room`` (without jobs of a full name or queue: $9, $10), every other
-# job its best ``limit``; flow.choose picks among them.
+# job its best ``limit``, none of a spent rate scope (flow.exclusions: $11
+# queue, $12 name, $13 workspace; NULL matches any); flow.plan picks among them.
 _LIMITED_CANDIDATES = f"""
 WITH room(kind, key, n) AS (
     SELECT 'queue', * FROM unnest($5::text[], $6::int[])
     UNION ALL SELECT 'name', * FROM unnest($7::text[], $8::int[])
     UNION ALL SELECT NULL, NULL, $3::int
 )
-SELECT c.id, c.priority, c.run_at, c.seq, c.queue, c.name FROM room CROSS JOIN LATERAL (
-    SELECT id, priority, run_at, seq, queue, name FROM {{s}}.jobs
+SELECT c.id, c.priority, c.run_at, c.seq, c.queue, c.name, c.workspace_id FROM room CROSS JOIN LATERAL (
+    SELECT id, priority, run_at, seq, queue, name, workspace_id FROM {{s}}.jobs
     WHERE {_ready("$4")}
       AND CASE room.kind
             WHEN 'queue' THEN queue = room.key AND name <> ALL($9::text[])
             WHEN 'name' THEN name = room.key AND queue <> ALL($10::text[])
             ELSE queue <> ALL($5::text[]) AND queue <> ALL($10::text[])
                  AND name <> ALL($7::text[]) AND name <> ALL($9::text[]) END
+      AND NOT EXISTS (
+            SELECT 1 FROM unnest($11::text[], $12::text[], $13::text[]) AS x(q, nm, ws)
+            WHERE (x.q IS NULL OR x.q = queue) AND (x.nm IS NULL OR x.nm = name)
+              AND (x.ws IS NULL OR x.ws = workspace_id))
     ORDER BY priority, run_at, seq
     LIMIT room.n
     FOR UPDATE SKIP LOCKED
@@ -703,6 +716,8 @@ class Statements:
     pause: str
     resume: str
     paused: str
+    rate_counters: str
+    spend: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -759,6 +774,12 @@ class Statements:
             ),
             resume=f"DELETE FROM {s}.paused_queues WHERE queue = $1 RETURNING queue",
             paused=f"SELECT queue, paused_at FROM {s}.paused_queues",
+            rate_counters=f"SELECT scope, window_start, used FROM {s}.rate_counters",
+            spend=(
+                f"INSERT INTO {s}.rate_counters (scope, window_start, used) "
+                f"SELECT * FROM unnest($1::text[], $2::float8[], $3::int[]) "
+                f"ON CONFLICT (scope) DO UPDATE SET window_start = excluded.window_start, used = excluded.used"
+            ),
             list_jobs=(
                 f"SELECT {_RECORD_COLUMNS} FROM {s}.jobs "
                 f"WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue = $2) "

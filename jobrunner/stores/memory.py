@@ -69,9 +69,20 @@ __all__ = ["MemoryStore"]
 _new_tuple = tuple.__new__
 
 # Fields of a JobSpec, read by index in the hot paths.
-_ID, _NAME, _ARGS, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY, _EXPIRES = (
+_ID, _NAME, _ARGS, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY, _WORKSPACE, _EXPIRES = (
     JobSpec._fields.index(f)
-    for f in ("id", "name", "args", "queue", "priority", "max_attempts", "timeout", "key", "expires_at")
+    for f in (
+        "id",
+        "name",
+        "args",
+        "queue",
+        "priority",
+        "max_attempts",
+        "timeout",
+        "key",
+        "workspace_id",
+        "expires_at",
+    )
 )
 
 # Fields of a state tuple. STATUS..ERROR are ``transitions.JobState``'s fields, in
@@ -271,6 +282,8 @@ class MemoryStore:
         self._paused: dict[str, float] = {}
         self._expiry: list[tuple[float, int, str]] = []
         self._limited = False
+        self._rates: dict[str, flow.Window] = {}  # rate scope -> (window start, starts)
+        self._rate_wake: float | None = None  # when the last claim's spent window ends
 
     # lifecycle -------------------------------------------------------------
     async def open(self) -> None:
@@ -485,8 +498,11 @@ class MemoryStore:
             self._unpark(names)
         room = dict(request.queue_room)
         name_room: dict[str, int] | None = None
+        book: flow.RateBook | None = None
         if request.limits:
             name_room = self._global_room(request.limits, room)
+            if request.limits.rates:
+                book = flow.RateBook(request.limits, self._rates, now)
         only = request.queues
         paused = self._paused
         lanes = [
@@ -518,8 +534,11 @@ class MemoryStore:
             if names is not None and plain[_NAME] not in names:
                 self._parked.setdefault(plain[_NAME], []).append(state)
                 continue
-            if name_room is not None and name_room.get(plain[_NAME], 1) <= 0:
-                # Its name is at its global limit: set aside until the next claim.
+            if name_room is not None and (
+                name_room.get(plain[_NAME], 1) <= 0
+                or (book is not None and not book.admit(plain[_QUEUE], plain[_NAME], plain[_WORKSPACE]))
+            ):
+                # At its name's global limit or out of starts: set aside until the next claim.
                 self._parked.setdefault(plain[_NAME], []).append(state)
                 continue
             queue = plain[_QUEUE]
@@ -552,6 +571,9 @@ class MemoryStore:
             if name_room is not None and plain[_NAME] in name_room:
                 name_room[plain[_NAME]] -= 1
         self._pending -= len(out)
+        if book is not None:
+            self._rates.update(book.counters())
+            self._rate_wake = book.wake_at
         return out
 
     def _global_room(self, limits: flow.Limits, room: dict[str, int]) -> dict[str, int]:
@@ -675,12 +697,15 @@ class MemoryStore:
         if self._delayed and self._delayed[0][0] <= now:
             self._promote(now)
         delayed = self._delayed
+        rate_wake = self._rate_wake
+        if rate_wake is not None and rate_wake <= now:
+            rate_wake = None
         while delayed:
             run_at, _, _, state = delayed[0]
             if self._jobs.get(state[SPEC][_ID]) is state:
-                return run_at
+                return run_at if rate_wake is None else min(run_at, rate_wake)
             heapq.heappop(delayed)
-        return None
+        return rate_wake
 
     # maintenance -------------------------------------------------------------
     async def rescue_expired(self, now: float) -> list[RescuedJob]:

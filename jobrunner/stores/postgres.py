@@ -303,6 +303,7 @@ class PostgresStore:
         self._next_run_at: tuple[float, float | None, int] | None = None
         self._writes = 0  # bumped by every write here that can add or move a waiting job
         self._limited = False  # a claim with global limits was made here
+        self._rate_wake: float | None = None  # when the last claim's spent rate window ends
 
     # Store settings a URL may carry in its query; libpq has no parameters by
     # these names, so nothing meant for the server is taken.
@@ -769,6 +770,13 @@ class PostgresStore:
             room = dict(request.queue_room)
             for queue, n in queue_room.items():
                 room[queue] = min(room.get(queue, n), n)
+            counters: dict[str, flow.Window] = {}
+            excluded: list[flow.Exclusion] = []
+            if limits.rates:
+                counters = {
+                    row[0]: (float(row[1]), int(row[2])) for row in await conn.fetch(self._sql.rate_counters)
+                }
+                excluded = flow.exclusions(limits, counters, now)
             open_queues = [q for q, n in room.items() if n > 0]
             open_names = [name for name, n in name_room.items() if n > 0]
             rows = await conn.fetch(
@@ -783,11 +791,29 @@ class PostgresStore:
                 [min(limit, name_room[name]) for name in open_names],
                 [name for name, n in name_room.items() if n <= 0],
                 [q for q, n in room.items() if n <= 0],
+                [x.queue for x in excluded],
+                [x.name for x in excluded],
+                [x.workspace for x in excluded],
             )
             unique = {row[0]: row for row in rows}
-            chosen = flow.choose(
-                ((r[1], r[2], r[3], r[4], r[5], r[0]) for r in unique.values()), limit, room, name_room
+            plan = flow.plan(
+                ((r[1], r[2], r[3], r[4], r[5], r[6], r[0]) for r in unique.values()),
+                limit,
+                limits,
+                room,
+                name_room,
+                counters,
+                now,
             )
+            chosen = plan.chosen
+            if plan.counters:
+                spent = list(plan.counters.items())
+                await conn.execute(
+                    self._sql.spend, [s for s, _ in spent], [c[0] for _, c in spent], [c[1] for _, c in spent]
+                )
+            if limits.rates:
+                wakes = [w for w in (plan.wake_at, flow.spent_wake(limits, counters, now)) if w is not None]
+                self._rate_wake = min(wakes) if wakes else None
             claimed = (
                 await conn.fetch(self._sql.claim_chosen, now, worker, args[4], args[5], args[6], chosen)
                 if chosen
@@ -921,6 +947,11 @@ class PostgresStore:
         claim's own answer is used: nothing written here since, and less than a
         second old. A later write elsewhere NOTIFYs, which wakes the runner anyway.
         """
+        rate_wake = self._rate_wake
+        if rate_wake is not None and rate_wake > now:
+            # A rate window held jobs back at the last claim: wake when it ends.
+            value = await self._require_pool().fetchval(self._sql.next_run_at, now)
+            return rate_wake if value is None else min(float(value), rate_wake)
         cached = self._next_run_at
         if cached is not None and cached[2] == self._writes and 0.0 <= now - cached[0] < 1.0:
             return cached[1]

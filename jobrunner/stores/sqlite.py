@@ -33,7 +33,7 @@ import sqlite3
 import urllib.parse
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 try:
     import fcntl
@@ -178,7 +178,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     (
-        "flow control: paused queues, deadlines to start by",
+        "flow control: paused queues, deadlines to start by, rate counters",
         (
             # Read by every claim: empty unless a queue is paused.
             "CREATE TABLE jobrunner_paused (queue TEXT PRIMARY KEY, paused_at REAL NOT NULL)",
@@ -187,6 +187,15 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             # an empty range when no job has one.
             "CREATE INDEX jobrunner_jobs_expiring ON jobrunner_jobs (expires_at) "
             "WHERE expires_at IS NOT NULL AND due IS NOT NULL",
+            # Rate limits: one counter per scope (flow.RateLimit.scope), for its
+            # current fixed window; read and written only by claims under rate limits.
+            """
+            CREATE TABLE jobrunner_rates (
+                scope TEXT PRIMARY KEY,
+                window_start REAL NOT NULL,
+                used INTEGER NOT NULL
+            )
+            """,
         ),
     ),
 )
@@ -294,6 +303,17 @@ RETURNING priority, CAST(run_at AS REAL), seq, id, name, queue, max_attempts, CA
     CAST(expires_at AS REAL)
 """
 _PAUSED = "SELECT queue FROM jobrunner_paused"
+_CANDIDATES_LIMITED = """
+SELECT priority, run_at, seq, workspace_id FROM jobrunner_jobs
+WHERE due = 1 AND name = ? AND queue = ? AND run_at <= ?
+  AND (workspace_id IS NULL OR workspace_id NOT IN (SELECT value FROM json_each(?)))
+ORDER BY priority, run_at, seq LIMIT ?
+"""
+_RATES = "SELECT scope, window_start, used FROM jobrunner_rates"
+_SPEND = """
+INSERT INTO jobrunner_rates (scope, window_start, used) VALUES (?, ?, ?)
+ON CONFLICT (scope) DO UPDATE SET window_start = excluded.window_start, used = excluded.used
+"""
 _SEEN = """
 INSERT INTO jobrunner_workers (worker, names, seen_at) VALUES (?, ?, ?)
 ON CONFLICT (worker) DO UPDATE SET names = excluded.names, seen_at = excluded.seen_at
@@ -438,12 +458,19 @@ def _running_counts(conn: sqlite3.Connection, column: str, keys: Iterable[str]) 
     return dict(conn.execute(sql, (dumps(list(keys)),)).fetchall())
 
 
+class _Claimed(NamedTuple):
+    jobs: list[ClaimedJob]
+    expired: list[ExpiredJob]
+    wake_at: float | None
+    """When a rate window that held jobs back ends (``flow``); None if none did."""
+
+
 def _claim(
     conn: sqlite3.Connection,
     request: ClaimRequest,
     names: Iterable[str] | None,
     seen: tuple[str, str, float] | None,
-) -> tuple[list[ClaimedJob], list[ExpiredJob]]:
+) -> _Claimed:
     now, limit, room = request.now, request.limit, request.queue_room
     expired = _expire(conn, now)
     conn.execute(_PROMOTE, (now,))
@@ -451,19 +478,67 @@ def _claim(
         conn.execute(_SEEN, seen)
     paused = {row[0] for row in conn.execute(_PAUSED)}
     limits = request.limits
-    name_room: dict[str, int] = {}
     if limits:
-        # Writers are serialized (BEGIN IMMEDIATE): the counts cannot change
-        # before this transaction commits, in this process or any other.
-        queue_room, name_room = flow.room(
-            limits,
-            _running_counts(conn, "queue", limits.queues) if limits.queues else {},
-            _running_counts(conn, "name", limits.names) if limits.names else {},
-        )
-        room = dict(room)
-        for queue, n in queue_room.items():
-            room[queue] = min(room.get(queue, n), n)
-    candidates: list[tuple[int, float, int, str, str]] = []
+        return _claim_limited(conn, request, names, limits, paused, expired)
+    candidates: list[tuple[int, float, int, str]] = []
+    only = request.queues
+    for name in _due_names(conn) if names is None else names:
+        for queue in _due_queues(conn, name) if only is None else only:
+            if paused and queue in paused:
+                continue
+            cap = min(limit, room[queue]) if queue in room else limit
+            if cap > 0:
+                candidates += conn.execute(_CANDIDATES, (name, queue, now, cap)).fetchall()
+    if not candidates:
+        return _Claimed([], expired, None)
+    chosen = rules.choose(((p, r, seq, q, seq) for p, r, seq, q in candidates), limit, room)
+    return _Claimed(_take(conn, request, chosen), expired, None)
+
+
+def _take(conn: sqlite3.Connection, request: ClaimRequest, chosen: Sequence[int]) -> list[ClaimedJob]:
+    """Claim the rows ``chosen`` (their seqs)."""
+    lease = request.lease
+    rows = conn.execute(
+        _CLAIM,
+        {
+            "now": request.now,
+            "worker": request.worker,
+            "fixed": lease.fixed,
+            "without": lease.without_timeout,
+            "margin": lease.margin,
+            "seqs": dumps(chosen),
+        },
+    ).fetchall()
+    rows.sort()
+    return [_claimed(row) for row in rows]
+
+
+def _claim_limited(
+    conn: sqlite3.Connection,
+    request: ClaimRequest,
+    names: Iterable[str] | None,
+    limits: flow.Limits,
+    paused: set[str],
+    expired: list[ExpiredJob],
+) -> _Claimed:
+    """A claim under global limits (``jobrunner.flow``). Writers are serialized
+    (BEGIN IMMEDIATE): the running counts and rate counters read here cannot
+    change before this transaction commits, in this process or any other."""
+    now, limit = request.now, request.limit
+    queue_room, name_room = flow.room(
+        limits,
+        _running_counts(conn, "queue", limits.queues) if limits.queues else {},
+        _running_counts(conn, "name", limits.names) if limits.names else {},
+    )
+    room = dict(request.queue_room)
+    for queue, n in queue_room.items():
+        room[queue] = min(room.get(queue, n), n)
+    counters: dict[str, flow.Window] = {}
+    excluded: list[flow.Exclusion] = []
+    if limits.rates:
+        counters = {scope: (start, used) for scope, start, used in conn.execute(_RATES)}
+        excluded = flow.exclusions(limits, counters, now)
+    candidates: list[tuple[int, float, int, str, str, str | None, int]] = []
     only = request.queues
     for name in _due_names(conn) if names is None else names:
         name_cap = name_room.get(name, limit)
@@ -474,32 +549,26 @@ def _claim(
                 continue
             cap = min(limit, room[queue]) if queue in room else limit
             cap = min(cap, name_cap)
-            if cap > 0:
-                candidates += [
-                    (*row, name) for row in conn.execute(_CANDIDATES, (name, queue, now, cap)).fetchall()
-                ]
+            matching = [
+                x
+                for x in excluded
+                if (x.queue is None or x.queue == queue) and (x.name is None or x.name == name)
+            ]
+            if cap <= 0 or any(x.workspace is None for x in matching):
+                continue  # full, or a rate scope of the whole queue or name is spent
+            rows = conn.execute(
+                _CANDIDATES_LIMITED, (name, queue, now, dumps([x.workspace for x in matching]), cap)
+            )
+            candidates += [(p, r, seq, queue, name, ws, seq) for p, r, seq, ws in rows.fetchall()]
+    wake_at = flow.spent_wake(limits, counters, now) if excluded else None
     if not candidates:
-        return [], expired
-    if name_room:
-        chosen = flow.choose(
-            ((p, r, seq, q, n, seq) for p, r, seq, q, n in candidates), limit, room, name_room
-        )
-    else:
-        chosen = rules.choose(((p, r, seq, q, seq) for p, r, seq, q, _ in candidates), limit, room)
-    lease = request.lease
-    rows = conn.execute(
-        _CLAIM,
-        {
-            "now": now,
-            "worker": request.worker,
-            "fixed": lease.fixed,
-            "without": lease.without_timeout,
-            "margin": lease.margin,
-            "seqs": dumps(chosen),
-        },
-    ).fetchall()
-    rows.sort()
-    return [_claimed(row) for row in rows], expired
+        return _Claimed([], expired, wake_at)
+    plan = flow.plan(candidates, limit, limits, room, name_room, counters, now)
+    if plan.counters:
+        conn.executemany(_SPEND, [(scope, start, used) for scope, (start, used) in plan.counters.items()])
+    if plan.wake_at is not None:
+        wake_at = plan.wake_at if wake_at is None else min(wake_at, plan.wake_at)
+    return _Claimed(_take(conn, request, cast("list[int]", plan.chosen)), expired, wake_at)
 
 
 def _claimed(row: tuple[Any, ...]) -> ClaimedJob:
@@ -1081,6 +1150,7 @@ class SQLiteStore:
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._seen: dict[str, tuple[frozenset[str] | None, float]] = {}
         self._limited = False  # a claim with global limits was made here
+        self._rate_wake: float | None = None  # when the last claim's spent rate window ends
         self._leader_locks = _LeaderLocks(path)
         # Taking the lock file is a system call: followers may look often.
         self.leader_poll_interval: float | None = defaults.LEADER_POLL if _HAVE_FLOCK else None
@@ -1325,7 +1395,9 @@ class SQLiteStore:
             self._seen[worker] = (names, request.now)
         if request.limits:
             self._limited = True
-        claimed, expired = await self._write("claim", _claim, request, names, record_seen)
+        claimed, expired, wake_at = await self._write("claim", _claim, request, names, record_seen)
+        if request.limits and request.limits.rates:
+            self._rate_wake = wake_at
         if expired:
             self._finished(job.id for job in expired)
             if request.on_expired is not None:
@@ -1352,13 +1424,18 @@ class SQLiteStore:
         return lost
 
     async def next_run_at(self, now: float) -> float | None:
-        """The earliest ``run_at`` after ``now`` of jobs not yet due (from the delayed index)."""
-        return await self._read(
+        """The earliest ``run_at`` after ``now`` of jobs not yet due (from the delayed index),
+        or the end of a rate window that held jobs back at this process's last claim."""
+        next_at: float | None = await self._read(
             "find the next delayed job",
             lambda conn: conn.execute(
                 "SELECT min(run_at) FROM jobrunner_jobs WHERE due = 0 AND run_at > ?", (now,)
             ).fetchone()[0],
         )
+        rate_wake = self._rate_wake
+        if rate_wake is not None and rate_wake > now:
+            return rate_wake if next_at is None else min(next_at, rate_wake)
+        return next_at
 
     # maintenance -------------------------------------------------------------
     async def rescue_expired(self, now: float) -> list[RescuedJob]:
