@@ -406,5 +406,5 @@ def test_rate_limits_refuse_nonsense() -> None:
         RateLimit(0, 1)
     with pytest.raises(ValueError, match="period=0"):
         RateLimit(1, 0)
-    with pytest.raises(TypeError, match="not a jobrunner.RateLimit"):
+    with pytest.raises(TypeError, match=r"not a jobrunner\.RateLimit"):
         Runner(rate_limits=[(1, 1)])  # type: ignore[list-item]

@@ -1,7 +1,8 @@
 """Flow control across real processes, on SQLite and on PostgreSQL: three
 worker processes (``tests/procs/limited_worker.py``), each with room for one
-job (three together), keep a store-wide limit of two, and a pause stored by
-another process holds for all of them.
+job (three together), keep a store-wide limit of two; three with room for ten
+keep a rate limit together; and a pause stored by another process holds for
+all of them.
 
 Each attempt logs its start and end on the host's monotonic clock; the test
 sweeps those intervals for the most jobs that ever overlapped.
@@ -10,10 +11,12 @@ sweeps those intervals for the most jobs that ever overlapped.
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -90,9 +93,9 @@ def peak_overlap(log: Path) -> int:
 
 
 async def run_limited(
-    kind: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]], *options: str
+    kind: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]], *options: str, jobs: int = JOBS
 ) -> Path:
-    """Three workers with ``options``; JOBS ``held`` jobs enqueued and run; the log."""
+    """Three workers with ``options``; ``jobs`` ``held`` jobs enqueued and run; the log."""
     log = tmp_path / "attempts.log"
     async with store_url(kind, tmp_path) as url:
         producer = Runner(store=url, max_pending=None)
@@ -103,7 +106,7 @@ async def run_limited(
         await wait_for(
             lambda: sum(1 for line in lines(log) if line[0] == "ready") == 3, "three ready workers"
         )
-        handles = await held.enqueue_many([(n,) for n in range(JOBS)])
+        handles = await held.enqueue_many([(n,) for n in range(jobs)])
         for handle in handles:
             await wait_for_status(handle.status, JobStatus.SUCCEEDED)
         await producer.aclose()
@@ -166,3 +169,16 @@ async def test_a_pause_holds_for_every_process_until_resumed(
         for handle in paused:
             await wait_for_status(handle.status, JobStatus.SUCCEEDED)
         await producer.aclose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+async def test_a_rate_limit_holds_across_processes(
+    kind: str, tmp_path: Path, workers: Callable[..., subprocess.Popen[str]]
+) -> None:
+    # 4 starts per second for 16 jobs that each process alone could start at once.
+    log = await run_limited(kind, tmp_path, workers, "--rate", "4/1", "--job-seconds", "0.001", jobs=16)
+    starts = [line for line in lines(log) if line[0] == "start"]
+    assert len(starts) == 16
+    per_window = Counter(math.floor(float(line[4])) for line in starts)
+    assert max(per_window.values()) <= 4, per_window
+    assert len(per_window) >= 4, per_window

@@ -21,10 +21,14 @@ Rules every store keeps:
   ``limit`` jobs, never more than ``queue_room[q]`` of a limited queue, only
   jobs whose name is in ``names`` and (if given) whose queue is in ``queues``.
 * Flow control (``jobrunner.flow``): ``claim`` never takes a job of a queue
-  paused with ``pause_queue`` (in any process: the pause is stored), keeps
-  ``request.limits`` by counting the RUNNING jobs in its own atomic step,
-  and ends every waiting job past its ``expires_at`` CANCELLED
-  (``transitions.lapsed``), telling ``request.on_expired``.
+  paused with ``pause_queue`` (in any process: the pause is stored); keeps
+  ``request.limits`` (concurrency: by counting the RUNNING jobs; rates: by
+  reading and writing the stored counters of ``flow.RateLimit`` scopes) in
+  its own atomic step, and when a rate window held jobs back, ``next_run_at``
+  answers no later than that window's end; and it ends every waiting job past
+  its ``expires_at`` CANCELLED (``transitions.lapsed``), telling
+  ``request.on_expired``. With limits, a settle wakes the listeners (a job
+  ending frees room).
 * Every write about a claimed job (``settle``, ``extend_leases``) is fenced by
   ``(job_id, token)`` and status RUNNING: a stale worker cannot overwrite a newer
   attempt. Fenced-out writes are reported, never applied.

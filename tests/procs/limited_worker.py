@@ -1,12 +1,13 @@
 """A runner process for the flow-control tests across processes.
 
     python tests/procs/limited_worker.py STORE_URL LOG --worker-id ID
-        [--concurrency N] [--queue-limit N] [--name-limit N] [--job-seconds SECONDS]
+        [--concurrency N] [--queue-limit N] [--name-limit N] [--rate N/SECONDS] [--job-seconds SECONDS]
 
 It serves ``held(n)`` jobs (queue ``limited``) and ``free(n)`` jobs (queue
 ``other``) until SIGTERM. ``--queue-limit`` declares ``global_limits={"limited":
-N}``; ``--name-limit`` declares ``held`` with ``concurrency=N``. Each attempt
-appends ``start <monotonic> <job id> <worker>`` and ``end <monotonic> <job id>
+N}``; ``--name-limit`` declares ``held`` with ``concurrency=N``; ``--rate``
+declares ``RateLimit(N, SECONDS, queue="limited")``. Each attempt appends
+``start <monotonic> <job id> <worker> <wall>`` and ``end <monotonic> <job id>
 <worker>`` to LOG (one ``write`` each on an O_APPEND descriptor, so lines of
 several processes never mix; the monotonic clock is the host's, shared by its
 processes). ``ready <worker>`` is written once the runner serves.
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import structlog
 
-from jobrunner import Runner, current_job
+from jobrunner import RateLimit, Runner, current_job
 
 
 def main() -> None:
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--queue-limit", type=int)
     parser.add_argument("--name-limit", type=int)
+    parser.add_argument("--rate", help="N/SECONDS")
     parser.add_argument("--job-seconds", type=float, default=0.05)
     args = parser.parse_args()
 
@@ -47,13 +49,16 @@ def main() -> None:
         worker_id=args.worker_id,
         max_pending=None,
         global_limits=None if args.queue_limit is None else {"limited": args.queue_limit},
+        rate_limits=[]
+        if args.rate is None
+        else [RateLimit(int(n), float(p), queue="limited") for n, p in [args.rate.split("/")]],
     )
     log = os.open(args.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     me = args.worker_id
 
     async def attempt() -> None:
         job = current_job()
-        os.write(log, f"start {time.monotonic()} {job.id} {me}\n".encode())
+        os.write(log, f"start {time.monotonic()} {job.id} {me} {time.time()}\n".encode())
         await asyncio.sleep(args.job_seconds)
         os.write(log, f"end {time.monotonic()} {job.id} {me}\n".encode())
 
