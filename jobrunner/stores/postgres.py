@@ -754,6 +754,7 @@ class PostgresStore:
         limits = request.limits
         assert limits
         self._limited = True
+        self._next_run_at = None  # next_run_at asks the database (this path does not answer it)
         now, worker, limit, queues = args[0], args[3], args[2], args[7]
         async with pool.acquire() as conn, conn.transaction():
             expired = await conn.fetchval(self._sql.expire, now)
