@@ -7,9 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from structlog.testing import capture_logs
 
-from jobrunner import JobCancelled, JobStatus, RateLimit, Runner
+from jobrunner import Instrumentation, JobCancelled, JobStatus, RateLimit, Runner
 from jobrunner.flow import EXPIRED_ERROR
 from jobrunner.retry import FixedBackoff
 from jobrunner.stores.base import Store
@@ -201,6 +203,36 @@ async def test_an_expired_job_is_logged_at_warning(
         await runner.run_until_idle()
     expired = [e for e in logs if e["event"] == "job expired before it started"]
     assert [(e["log_level"], e["job_id"]) for e in expired] == [("warning", handle.id)]
+
+
+async def test_expired_jobs_are_counted_in_a_metric(
+    make_runner: Callable[..., Runner], clock: FakeClock
+) -> None:
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader], shutdown_on_exit=False)
+    runner = make_runner(instrument=Instrumentation(meter_provider=meters))
+
+    @runner.job(queue="q")
+    async def work() -> None:
+        pass
+
+    await runner.pause("q")
+    await work.options(ttl=1).enqueue()
+    await work.options(ttl=1).enqueue()
+    clock.advance(2)
+    await runner.resume("q")
+    await runner.run_until_idle()
+    data = reader.get_metrics_data()
+    points = [
+        (dict(point.attributes or {}), point.value)
+        for resource in (data.resource_metrics if data else ())
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "jobrunner.jobs.expired"
+        for point in metric.data.data_points
+    ]
+    meters.shutdown()
+    assert points == [({"jobrunner.job.name": "work", "messaging.destination.name": "q"}, 2)]
 
 
 @pytest.mark.parametrize(
