@@ -92,7 +92,8 @@ class JobOptions:
     retries: int = defaults.RETRIES
     backoff: Backoff = _DEFAULT_BACKOFF
     ttl: float | None = None
-    """Seconds after enqueue by which a job must have started, else it expires."""
+    """Seconds after it is due (enqueued, or its delay over) by which a job must
+    have started, else it expires."""
     concurrency: int | None = None
     """Most jobs of this name running at once across every runner on the store."""
 
@@ -118,7 +119,8 @@ class EnqueueOptions:
     expires: datetime | float | None = None
     """Deadline to start by (aware datetime or epoch seconds)."""
     ttl: float | None = None
-    """Seconds after enqueue to start by."""
+    """Seconds to start by, counted from when the job is due (its ``run_at``: the
+    enqueue, unless delayed)."""
 
     def __post_init__(self) -> None:
         where = "options()"
@@ -158,14 +160,15 @@ class EnqueueOptions:
                     f"(e.g. datetime.now(timezone.utc) + timedelta(...))"
                 )
 
-    def expires_epoch(self, now: float, default_ttl: float | None) -> float | None:
-        """The deadline to start by, in epoch seconds (``default_ttl``: the job's)."""
+    def expires_epoch(self, run_at: float, default_ttl: float | None) -> float | None:
+        """The deadline to start by, in epoch seconds: ``expires``, else ``run_at``
+        plus the ttl (this call's, else ``default_ttl``, the job's)."""
         if isinstance(self.expires, datetime):
             return self.expires.timestamp()
         if self.expires is not None:
             return float(self.expires)
         ttl = default_ttl if self.ttl is None else self.ttl
-        return None if ttl is None else now + ttl
+        return None if ttl is None else run_at + ttl
 
     def run_at_epoch(self, now: float) -> float:
         """When the job becomes ready, in epoch seconds."""
@@ -435,9 +438,9 @@ class Job(BoundJob[P, R]):
         ``delay`` (seconds) or ``run_at`` (aware datetime or epoch seconds) defer the
         job; ``key`` makes the enqueue idempotent while a job with that key is active;
         ``block=False`` raises QueueFull instead of waiting for room. ``expires``
-        (aware datetime or epoch seconds) or ``ttl`` (seconds from enqueue): a job
-        not started by then is discarded unrun (CANCELLED, error ``JobExpired``);
-        retries do not extend it.
+        (aware datetime or epoch seconds) or ``ttl`` (seconds from when it is due:
+        the enqueue, or the end of its delay): a job not started by then is
+        discarded unrun (CANCELLED, error ``JobExpired``); retries do not extend it.
         """
         return BoundJob(
             self._host,

@@ -359,8 +359,8 @@ class Runner:
         Options: ``name`` (default: the function's name), ``queue``, ``priority``
         (lower runs first), ``timeout`` (seconds, None for none), ``retries`` (extra
         attempts), ``backoff`` (seconds, a function of the attempt, or a policy),
-        ``ttl`` (seconds after enqueue by which a job must start, else it expires
-        unrun), ``concurrency`` (most jobs of this name running at once across
+        ``ttl`` (seconds after it is due by which a job must start, else it
+        expires unrun), ``concurrency`` (most jobs of this name running at once across
         every runner on the store; each runner registering it declares the same).
         """
 
@@ -704,7 +704,7 @@ class Runner:
             timeout = options.timeout if options.has_timeout else job_options.timeout
             run_at = options.run_at_epoch(now)
             key, workspace_id = options.key, options.workspace_id
-            expires_at = options.expires_epoch(now, job_options.ttl)
+            expires_at = options.expires_epoch(run_at, job_options.ttl)
             if expires_at is not None and expires_at <= run_at:
                 raise ValueError(
                     f"job {definition.name!r}: its deadline to start (expires_at={expires_at}) is not after "

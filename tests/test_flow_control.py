@@ -256,7 +256,9 @@ async def test_invalid_deadlines_are_refused(
         work.options(**options)  # type: ignore[arg-type]
 
 
-async def test_a_deadline_before_the_run_at_is_refused(make_runner: Callable[..., Runner]) -> None:
+async def test_a_deadline_before_the_run_at_is_refused(
+    make_runner: Callable[..., Runner], clock: FakeClock
+) -> None:
     runner = make_runner()
 
     @runner.job
@@ -264,7 +266,22 @@ async def test_a_deadline_before_the_run_at_is_refused(make_runner: Callable[...
         pass
 
     with pytest.raises(ValueError, match="could never run"):
-        await work.options(delay=60, ttl=30).enqueue()
+        await work.options(delay=60, expires=clock.now() + 30).enqueue()
+
+
+async def test_a_ttl_counts_from_when_a_delayed_job_is_due(
+    make_runner: Callable[..., Runner], clock: FakeClock
+) -> None:
+    runner = make_runner()
+
+    @runner.job(ttl=30)
+    async def work() -> None:
+        pass
+
+    handle = await work.options(delay=60).enqueue()
+    assert (await handle.record()).expires_at == clock.now() + 90
+    await drain(runner, clock)
+    assert await handle.status() is JobStatus.SUCCEEDED
 
 
 # global concurrency ------------------------------------------------------------------------
