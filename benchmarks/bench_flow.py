@@ -6,7 +6,8 @@ uses none of it, against the release before it, and what the features cost
 when used.
 
 Rows (no-op jobs, ``Runner()`` defaults, on the memory store with one
-``enqueue()`` per job, and on a fresh SQLite file with ``enqueue_many`` of 100):
+``enqueue()`` per job, and on a fresh SQLite file with ``enqueue_many`` of 100;
+with ``--postgres DSN`` also on a fresh PostgreSQL schema, batches of 100):
 
 * before: the package as it was at ``--baseline`` (default: where this branch
   left main, ``git merge-base HEAD main``), extracted with ``git archive`` into
@@ -22,12 +23,13 @@ Each measurement runs in a fresh interpreter; contenders alternate over
 rounds in a rotating order; the table shows medians, CPU time per job (all
 threads) and each row's ratio to "before" of its store.
 
-Usage: python benchmarks/bench_flow.py [--quick] [--baseline REV]
+Usage: python benchmarks/bench_flow.py [--quick] [--baseline REV] [--postgres DSN]
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -41,7 +43,9 @@ from benchmarks._common import Contender, Timer, defaults_note, run_rounds, serv
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def cycle(n: int, sqlite: bool, flow: str = "", baseline: str | None = None) -> dict[str, Any]:
+async def cycle(
+    n: int, store: str, flow: str = "", baseline: str | None = None, dsn: str | None = None
+) -> dict[str, Any]:
     """N no-op jobs into a started ``Runner()``, then ``run_until_idle()``; ``baseline``:
     import jobrunner from that directory (the old code) instead of this tree."""
     if baseline is not None:
@@ -51,10 +55,13 @@ async def cycle(n: int, sqlite: bool, flow: str = "", baseline: str | None = Non
 
     if baseline is not None and not jobrunner.__file__.startswith(baseline):  # pragma: no cover
         raise RuntimeError(f"the baseline was not imported: jobrunner is {jobrunner.__file__}")
+    schema = f"bench_flow_{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="bench-flow-") as tmp:
         settings: dict[str, Any] = {}
-        if sqlite:
+        if store == "sqlite":
             settings["store"] = f"sqlite:///{tmp}/jobs.db"
+        elif store == "postgres":
+            settings["store"] = f"{dsn}?schema={schema}"
         if flow == "limit":
             settings["global_limits"] = {"default": defaults.CONCURRENCY}
         runner = Runner(**settings)
@@ -66,13 +73,21 @@ async def cycle(n: int, sqlite: bool, flow: str = "", baseline: str | None = Non
 
         async with runner:  # started (and the store opened) before the clock starts
             with Timer() as t:
-                if sqlite:
+                if store != "memory":
                     for start in range(0, n, 100):
                         await noop.enqueue_many([()] * min(100, n - start))
                 else:
                     for _ in range(n):
                         await noop.enqueue()
                 await runner.run_until_idle()
+    if store == "postgres":
+        import asyncpg
+
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        finally:
+            await conn.close()
     return t.figures(n)
 
 
@@ -94,7 +109,7 @@ def default_baseline() -> str:
     ).stdout.strip()
 
 
-def main(n_memory: int, n_sqlite: int, rounds: int, baseline_rev: str) -> None:
+def main(n_memory: int, n_sqlite: int, rounds: int, baseline_rev: str, dsn: str | None) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-flow-baseline-") as old:
         commit = extract(baseline_rev, old)
         print(
@@ -104,17 +119,18 @@ def main(n_memory: int, n_sqlite: int, rounds: int, baseline_rev: str) -> None:
         )
         print(defaults_note(), flush=True)
         rows = []
-        for store, n in (("memory", n_memory), ("sqlite", n_sqlite)):
-            sqlite = store == "sqlite"
+        stores = [("memory", n_memory), ("sqlite", n_sqlite)] + ([("postgres", n_sqlite)] if dsn else [])
+        for store, n in stores:
+            common = {"store": store, "dsn": dsn}
             contenders = [
-                Contender(f"{store}: before ({commit})", "cycle", kwargs={"sqlite": sqlite, "baseline": old}),
-                Contender(f"{store}: this tree, flow control unused", "cycle", kwargs={"sqlite": sqlite}),
+                Contender(f"{store}: before ({commit})", "cycle", kwargs={**common, "baseline": old}),
+                Contender(f"{store}: this tree, flow control unused", "cycle", kwargs=common),
                 Contender(
                     f"{store}: global_limits on the queue (never binding)",
                     "cycle",
-                    kwargs={"sqlite": sqlite, "flow": "limit"},
+                    kwargs={**common, "flow": "limit"},
                 ),
-                Contender(f"{store}: every job with ttl=", "cycle", kwargs={"sqlite": sqlite, "flow": "ttl"}),
+                Contender(f"{store}: every job with ttl=", "cycle", kwargs={**common, "flow": "ttl"}),
             ]
             samples = run_rounds(__file__, contenders, rounds, n=n)
             before = samples[0]
@@ -134,10 +150,14 @@ if __name__ == "__main__" and not serve_child(globals()):
     parser.add_argument("--quick", action="store_true", help="small N and 1 round, for smoke runs")
     parser.add_argument("--rounds", type=int, help="rounds (default 7; 1 with --quick)")
     parser.add_argument("--baseline", help="the git revision to compare with (default: merge-base with main)")
+    parser.add_argument(
+        "--postgres", metavar="DSN", help="also measure on PostgreSQL (a fresh schema per run)"
+    )
     args = parser.parse_args()
     main(
         2_000 if args.quick else 50_000,
         500 if args.quick else 20_000,
         args.rounds or (1 if args.quick else 7),
         args.baseline or default_baseline(),
+        args.postgres,
     )
