@@ -2,8 +2,8 @@
 
 Every store applies these in its claim, so the rules live once: the memory
 store calls them directly, SQLite calls them inside its claim transaction, and
-PostgreSQL calls them between the two statements of a limited claim (see each
-store). Pausing needs no rule beyond "a paused queue's jobs are not claimed".
+PostgreSQL calls them between the statements of a limited claim's transaction
+(see each store). Pausing needs no rule beyond "a paused queue's jobs are not claimed".
 
 =====================  ==========================================================
 rule                   meaning
@@ -47,11 +47,14 @@ __all__ = [
     "Exclusion",
     "Limits",
     "Plan",
+    "RateBook",
     "RateLimit",
+    "Window",
     "choose",
     "exclusions",
     "plan",
     "room",
+    "spent_wake",
 ]
 
 T = TypeVar("T")
@@ -95,16 +98,30 @@ class RateLimit:
 
     @property
     def prefix(self) -> str:
-        """The start of every scope of this limit: stable across processes."""
-        return f"{self.queue or '*'}|{self.name or '*'}|{self.period!r}|"
+        """The scope of this limit (per workspace: the start of each one's), the
+        same in every process that declares it."""
+        return (
+            f"{self.queue or '*'}|{self.name or '*'}|{self.period!r}|{'w' if self.per_workspace else 'all'}"
+        )
 
     def scope(self, queue: str, name: str, workspace: str | None) -> str | None:
         """The counter a job of ``(queue, name, workspace)`` spends, or None if the limit skips it."""
         if (self.queue is not None and queue != self.queue) or (self.name is not None and name != self.name):
             return None
         if self.per_workspace:
-            return None if workspace is None else f"{self.prefix}w={workspace}"
-        return f"{self.prefix}all"
+            return None if workspace is None else f"{self.prefix}={workspace}"
+        return self.prefix
+
+    def workspace_of(self, scope: str) -> str | None:
+        """The workspace a scope of this limit counts; None if the scope is not one of
+        this limit's per-workspace counters."""
+        if self.per_workspace and scope.startswith(self.prefix + "="):
+            return scope[len(self.prefix) + 1 :]
+        return None
+
+    def counts(self, scope: str) -> bool:
+        """Whether ``scope`` is one of this limit's counters."""
+        return scope == self.prefix if not self.per_workspace else scope.startswith(self.prefix + "=")
 
     def window(self, now: float) -> float:
         """The start of the fixed window holding ``now``."""
@@ -219,11 +236,9 @@ def exclusions(limits: Limits, counters: Mapping[str, Window], now: float) -> li
     what the store holds for the scopes under ``RateLimit.prefix`` of each limit)."""
     out: list[Exclusion] = []
     for rate in limits.rates:
-        prefix = rate.prefix
         for scope, counter in counters.items():
-            if scope.startswith(prefix) and _left(rate, counter, now) <= 0:
-                workspace = scope[len(prefix) + 2 :] if rate.per_workspace else None
-                out.append(Exclusion(rate.queue, rate.name, workspace))
+            if rate.counts(scope) and _left(rate, counter, now) <= 0:
+                out.append(Exclusion(rate.queue, rate.name, rate.workspace_of(scope)))
     return out
 
 
@@ -322,7 +337,7 @@ def spent_wake(limits: Limits, counters: Mapping[str, Window], now: float) -> fl
     wake_at: float | None = None
     for rate in limits.rates:
         for scope, counter in counters.items():
-            if scope.startswith(rate.prefix) and _left(rate, counter, now) <= 0:
+            if rate.counts(scope) and _left(rate, counter, now) <= 0:
                 end = rate.window(now) + rate.period
                 wake_at = end if wake_at is None else min(wake_at, end)
     return wake_at

@@ -17,9 +17,15 @@ def test_windows_start_at_multiples_of_the_period_in_every_process() -> None:
 def test_a_scope_names_the_limit_and_for_workspaces_the_tenant() -> None:
     per_queue = RateLimit(5, 1, queue="api")
     assert per_queue.scope("api", "call", "acme") == "api|*|1.0|all"
+    assert per_queue.counts("api|*|1.0|all")
     assert per_queue.scope("other", "call", "acme") is None
     per_tenant = RateLimit(5, 1, name="sync", per_workspace=True)
     assert per_tenant.scope("q", "sync", "acme") == "*|sync|1.0|w=acme"
+    assert per_tenant.workspace_of("*|sync|1.0|w=acme") == "acme"
+    # A limit of the whole name with the same period keeps a counter of its own.
+    whole = RateLimit(50, 1, name="sync")
+    assert whole.scope("q", "sync", "acme") == "*|sync|1.0|all"
+    assert not per_tenant.counts(whole.prefix) and not whole.counts("*|sync|1.0|w=acme")
     assert per_tenant.scope("q", "sync", None) is None  # no tenant: not limited by it
     assert per_tenant.scope("q", "other", "acme") is None
 
