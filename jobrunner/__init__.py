@@ -30,6 +30,7 @@ from jobrunner.errors import (
     StoreError,
     UnknownJob,
 )
+from jobrunner.flow import EXPIRED_ERROR, RateLimit
 from jobrunner.handle import JobHandle
 from jobrunner.hooks import JobHooks, Middleware
 from jobrunner.models import ErrorInfo, HistoryEntry, JobRecord, JobStatus, Progress, Trigger
@@ -44,6 +45,7 @@ from jobrunner.stores.memory import MemoryStore
 from jobrunner.stores.sqlite import SQLiteStore
 
 __all__ = [
+    "EXPIRED_ERROR",
     "Abort",
     "Backoff",
     "BoundJob",
@@ -72,6 +74,7 @@ __all__ = [
     "Middleware",
     "Progress",
     "QueueFull",
+    "RateLimit",
     "Resource",
     "ResourceError",
     "Retry",

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import traceback as _tb
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NamedTuple
+
+from jobrunner.flow import Limits
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -19,6 +21,7 @@ __all__ = [
     "ClaimedJob",
     "Enqueued",
     "ErrorInfo",
+    "ExpiredJob",
     "HistoryEntry",
     "JobRecord",
     "JobSpec",
@@ -158,6 +161,9 @@ class JobSpec(NamedTuple):
     """Propagated context (W3C trace context) injected at enqueue."""
     meta: Mapping[str, Any] | None = None
     """Extra facts, e.g. ``scheduled_for`` of a cron tick."""
+    expires_at: float | None = None
+    """Deadline to start by (``expires=``/``ttl=``): a job still waiting then is
+    discarded by the next claim (CANCELLED, error ``JobExpired``); None: never."""
 
 
 class Enqueued(NamedTuple):
@@ -199,6 +205,11 @@ class ClaimRequest:
     lease: LeaseTerms
     queues: frozenset[str] | None = None
     """Only jobs on these queues (a worker dedicated to some queues); None: any."""
+    limits: Limits | None = None
+    """Concurrency limits that hold across every runner on the store (``jobrunner.flow``)."""
+    on_expired: Callable[[Sequence[ExpiredJob]], None] | None = None
+    """Told (on the event loop, after the claim) of waiting jobs the claim found
+    past their ``expires_at`` and ended CANCELLED instead of starting."""
 
 
 class ClaimedJob(NamedTuple):
@@ -246,6 +257,15 @@ class RescuedJob:
     attempt: int
     status: JobStatus
     """RETRYING (another attempt follows), DEAD or CANCELLED."""
+
+
+class ExpiredJob(NamedTuple):
+    """A job a claim discarded because it was not started by its ``expires_at``."""
+
+    id: str
+    name: str
+    queue: str
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,6 +354,8 @@ class JobRecord:
     the attempt instead); None otherwise."""
     progress: Progress | None = None
     """The last progress an attempt reported, if any did."""
+    expires_at: float | None = None
+    """The deadline to start by, if the job has one (``JobSpec.expires_at``)."""
 
 
 @dataclass(frozen=True, slots=True)

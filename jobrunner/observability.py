@@ -54,7 +54,15 @@ from jobrunner.context import JobContext
 from jobrunner.context import _current as _current_job
 from jobrunner.errors import Abort, JobTimeout, Retry
 from jobrunner.logs import get_logger
-from jobrunner.models import WAITING_STATUSES, ClaimedJob, Enqueued, ErrorInfo, JobSpec, OutcomeKind
+from jobrunner.models import (
+    WAITING_STATUSES,
+    ClaimedJob,
+    Enqueued,
+    ErrorInfo,
+    ExpiredJob,
+    JobSpec,
+    OutcomeKind,
+)
 from jobrunner.retry import Decision
 from jobrunner.stores.base import Store
 
@@ -236,6 +244,7 @@ class _Instruments:
         self.retried = counter("retried", "Failed attempts followed by a retry.")
         self.dead = counter("dead", "Jobs sent to the dead letters.")
         self.cancelled = counter("cancelled", "Running attempts cancelled on request.")
+        self.expired = counter("expired", "Jobs discarded unrun: not started by their deadline.")
         self.duration: Histogram = meter.create_histogram(
             "jobrunner.attempt.duration", unit="s", description="How long attempts ran."
         )
@@ -623,6 +632,23 @@ class Telemetry:
         instruments = self._instruments
         if instruments is not None:
             instruments.dead.add(1, self._attributes(spec.name, spec.queue))
+
+    def expired(self, jobs: Sequence[ExpiredJob]) -> None:
+        """A claim discarded waiting jobs past their deadline (expires=/ttl=): recorded
+        CANCELLED in the store; logged at WARNING, since work the app asked for never ran."""
+        instruments = self._instruments
+        for job in jobs:
+            job_log.warning(
+                "job expired before it started",
+                job_id=job.id,
+                job_name=job.name,
+                queue=job.queue,
+                expires_at=job.expires_at,
+                hint="it is recorded as cancelled with the error JobExpired; give it a later deadline, "
+                "or more capacity to its queue",
+            )
+            if instruments is not None:
+                instruments.expired.add(1, self._attributes(job.name, job.queue))
 
     # gauges ----------------------------------------------------------------------
     def duties(self, store: Store) -> list[_DepthDuty]:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from contextvars import Context
 from typing import Any
 
@@ -32,8 +32,17 @@ from anyio.abc import TaskGroup
 from jobrunner.clock import Clock
 from jobrunner.context import CancelReason, JobContext
 from jobrunner.execute import Executor
+from jobrunner.flow import Limits
 from jobrunner.logs import get_logger
-from jobrunner.models import ClaimedJob, ClaimRequest, LeaseReport, LeaseTerms, Outcome, OutcomeKind
+from jobrunner.models import (
+    ClaimedJob,
+    ClaimRequest,
+    ExpiredJob,
+    LeaseReport,
+    LeaseTerms,
+    Outcome,
+    OutcomeKind,
+)
 from jobrunner.observability import job_log
 from jobrunner.stats import StoreHealth, Throughput
 from jobrunner.stores.base import Store
@@ -72,6 +81,8 @@ class WorkerPool:
         on_claimed: Callable[[], None],
         throughput: Throughput,
         store_health: StoreHealth | None = None,
+        global_limits: Limits | None = None,
+        on_expired: Callable[[Sequence[ExpiredJob]], None] | None = None,
     ) -> None:
         self._store = store
         self._executor = executor
@@ -88,6 +99,8 @@ class WorkerPool:
         self._throughput = throughput
         self._health = store_health or StoreHealth(clock, store)
         self._batch = max(1, store.claim_batch)
+        self._global_limits = global_limits or None
+        self._on_expired = on_expired
 
         self._tg: TaskGroup | None = None
         self._ready: deque[ClaimedJob] = deque()
@@ -389,7 +402,15 @@ class WorkerPool:
                 room[queue] = cap - self._held_by_queue[queue]
             self._blocked_queues = {q for q, r in room.items() if r <= 0}
         request = ClaimRequest(
-            self._worker_id, limit, self._clock.now(), self._names(), room, self._lease, self._consume
+            self._worker_id,
+            limit,
+            self._clock.now(),
+            self._names(),
+            room,
+            self._lease,
+            self._consume,
+            self._global_limits,
+            self._on_expired,
         )
         batch = await self._store.claim(request)
         n = len(batch)

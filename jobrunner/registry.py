@@ -61,6 +61,24 @@ def check_queue(value: str, where: str) -> str:
     return value
 
 
+def check_ttl(value: float | None, where: str) -> float | None:
+    """Validate a time to live in seconds (None: none)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or math.isinf(value):
+        raise ValueError(f"{where}: ttl={value!r} must be a positive, finite number of seconds or None")
+    return float(value)
+
+
+def check_concurrency(value: int | None, where: str) -> int | None:
+    """Validate a store-wide concurrency limit (None: none)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where}: concurrency={value!r} must be an integer >= 1 or None")
+    return value
+
+
 _DEFAULT_BACKOFF = ExponentialBackoff()
 
 
@@ -73,6 +91,11 @@ class JobOptions:
     timeout: float | None = defaults.TIMEOUT
     retries: int = defaults.RETRIES
     backoff: Backoff = _DEFAULT_BACKOFF
+    ttl: float | None = None
+    """Seconds after it is due (enqueued, or its delay over) by which a job must
+    have started, else it expires."""
+    concurrency: int | None = None
+    """Most jobs of this name running at once across every runner on the store."""
 
 
 _UNSET: Any = object()
@@ -93,6 +116,11 @@ class EnqueueOptions:
     retries: int | None = None
     connection: Any = None
     """A store-specific connection to enqueue within (PostgreSQL transactional enqueue)."""
+    expires: datetime | float | None = None
+    """Deadline to start by (aware datetime or epoch seconds)."""
+    ttl: float | None = None
+    """Seconds to start by, counted from when the job is due (its ``run_at``: the
+    enqueue, unless delayed)."""
 
     def __post_init__(self) -> None:
         where = "options()"
@@ -120,6 +148,27 @@ class EnqueueOptions:
             check_timeout(self.timeout, where)
         if self.retries is not None:
             check_retries(self.retries, where)
+        if self.expires is not None and self.ttl is not None:
+            raise ValueError(f"{where}: give expires= or ttl=, not both")
+        check_ttl(self.ttl, where)
+        if self.expires is not None:
+            if isinstance(self.expires, bool) or not isinstance(self.expires, datetime | int | float):
+                raise ValueError(f"{where}: expires={self.expires!r} must be a datetime or epoch seconds")
+            if isinstance(self.expires, datetime) and self.expires.tzinfo is None:
+                raise ValueError(
+                    f"{where}: expires={self.expires!r} is a naive datetime; give it a timezone "
+                    f"(e.g. datetime.now(timezone.utc) + timedelta(...))"
+                )
+
+    def expires_epoch(self, run_at: float, default_ttl: float | None) -> float | None:
+        """The deadline to start by, in epoch seconds: ``expires``, else ``run_at``
+        plus the ttl (this call's, else ``default_ttl``, the job's)."""
+        if isinstance(self.expires, datetime):
+            return self.expires.timestamp()
+        if self.expires is not None:
+            return float(self.expires)
+        ttl = default_ttl if self.ttl is None else self.ttl
+        return None if ttl is None else run_at + ttl
 
     def run_at_epoch(self, now: float) -> float:
         """When the job becomes ready, in epoch seconds."""
@@ -205,8 +254,8 @@ class JobDefinition:
         self.name = name
         self.fn = fn
         self.options = options
-        # (queue, priority, max_attempts, timeout) of a call without options.
-        self.plain = (options.queue, options.priority, options.retries + 1, options.timeout)
+        # (queue, priority, max_attempts, timeout, ttl) of a call without options.
+        self.plain = (options.queue, options.priority, options.retries + 1, options.timeout, options.ttl)
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
         )
@@ -381,12 +430,17 @@ class Job(BoundJob[P, R]):
         timeout: float | None = _UNSET,
         retries: int | None = None,
         connection: Any = None,
+        expires: datetime | float | None = None,
+        ttl: float | None = None,
     ) -> BoundJob[P, R]:
         """Per-call options; ValueError for invalid ones.
 
         ``delay`` (seconds) or ``run_at`` (aware datetime or epoch seconds) defer the
         job; ``key`` makes the enqueue idempotent while a job with that key is active;
-        ``block=False`` raises QueueFull instead of waiting for room.
+        ``block=False`` raises QueueFull instead of waiting for room. ``expires``
+        (aware datetime or epoch seconds) or ``ttl`` (seconds from when it is due:
+        the enqueue, or the end of its delay): a job not started by then is
+        discarded unrun (CANCELLED, error ``JobExpired``); retries do not extend it.
         """
         return BoundJob(
             self._host,
@@ -402,6 +456,8 @@ class Job(BoundJob[P, R]):
                 timeout=timeout,
                 retries=retries,
                 connection=connection,
+                expires=expires,
+                ttl=ttl,
             ),
         )
 
@@ -418,6 +474,8 @@ def make_options(
     backoff: BackoffLike | None,
     default_backoff: Backoff,
     where: str,
+    ttl: float | None = None,
+    concurrency: int | None = None,
 ) -> JobOptions:
     """Validated ``JobOptions`` from decorator arguments."""
     return JobOptions(
@@ -426,4 +484,6 @@ def make_options(
         timeout=check_timeout(timeout, where),
         retries=check_retries(retries, where),
         backoff=default_backoff if backoff is None else as_backoff(backoff),
+        ttl=check_ttl(ttl, where),
+        concurrency=check_concurrency(concurrency, where),
     )

@@ -32,6 +32,7 @@ from jobrunner.clock import Clock, SystemClock
 from jobrunner.cron import CronExpression, MissedPolicy, Schedule, ScheduleInfo
 from jobrunner.errors import InvalidJobState, JobCancelled, JobFailed, JobNotFound, QueueFull, UnknownJob
 from jobrunner.execute import Executor
+from jobrunner.flow import Limits, RateLimit
 from jobrunner.handle import JobHandle
 from jobrunner.hooks import JobHooks, Middleware
 from jobrunner.logs import get_logger
@@ -153,8 +154,14 @@ class Runner:
         store: a ``Store`` or a URL (``memory://``, ``sqlite:///path``, ``postgresql://...``).
         concurrency: most jobs running at once in this runner.
         max_pending: waiting jobs at which ``enqueue`` waits for room (None: no limit).
-        queues: per-queue concurrency limits, e.g. ``{"emails": 5}``; other queues
-            share ``concurrency`` without a limit of their own.
+        queues: per-queue concurrency limits of this runner, e.g. ``{"emails": 5}``;
+            other queues share ``concurrency`` without a limit of their own.
+        global_limits: per-queue concurrency limits across every runner on the
+            store, e.g. ``{"emails": 1}`` (every runner consuming the queue must
+            declare the same limit); per job name: ``@runner.job(concurrency=n)``.
+        rate_limits: ``RateLimit``s (starts per period, per queue, job name or
+            workspace) across every runner on the store; each runner that
+            claims the jobs declares the same.
         consume: the queues this runner takes jobs from (a worker dedicated to
             some queues); default: all of them.
         shutdown_grace: seconds running jobs get to finish when the runner stops.
@@ -183,6 +190,8 @@ class Runner:
         concurrency: int = defaults.CONCURRENCY,
         max_pending: int | None = defaults.MAX_PENDING,
         queues: Mapping[str, int] | None = None,
+        global_limits: Mapping[str, int] | None = None,
+        rate_limits: Iterable[RateLimit] = (),
         consume: Iterable[str] | None = None,
         shutdown_grace: float = defaults.SHUTDOWN_GRACE,
         cancel_grace: float = defaults.CANCEL_GRACE,
@@ -215,6 +224,8 @@ class Runner:
             _positive_int(max_pending, "max_pending")
         self._max_pending = max_pending
         self._queue_limits = {q: _positive_int(n, f"queues[{q!r}]") for q, n in (queues or {}).items()}
+        self._global_queue_limits = Limits(queues=dict(global_limits or {})).queues
+        self._rate_limits = Limits(rates=tuple(rate_limits)).rates
         if isinstance(consume, str):
             raise ValueError(f"Runner(consume={consume!r}): pass a list of queue names, e.g. [{consume!r}]")
         self._consume = None if consume is None else frozenset(consume)
@@ -324,6 +335,8 @@ class Runner:
         timeout: float | None = _UNSET,
         retries: int | None = None,
         backoff: BackoffLike | None = None,
+        ttl: float | None = None,
+        concurrency: int | None = None,
     ) -> _JobDecorator: ...
 
     def job(
@@ -336,6 +349,8 @@ class Runner:
         timeout: float | None = _UNSET,
         retries: int | None = None,
         backoff: BackoffLike | None = None,
+        ttl: float | None = None,
+        concurrency: int | None = None,
     ) -> Any:
         """Register a job handler: ``@runner.job`` or ``@runner.job(queue=..., retries=...)``.
 
@@ -344,7 +359,10 @@ class Runner:
         and the job's arguments are the parameters after them.
         Options: ``name`` (default: the function's name), ``queue``, ``priority``
         (lower runs first), ``timeout`` (seconds, None for none), ``retries`` (extra
-        attempts), ``backoff`` (seconds, a function of the attempt, or a policy).
+        attempts), ``backoff`` (seconds, a function of the attempt, or a policy),
+        ``ttl`` (seconds after it is due by which a job must start, else it
+        expires unrun), ``concurrency`` (most jobs of this name running at once across
+        every runner on the store; each runner registering it declares the same).
         """
 
         def register(fn: Callable[..., Any] | WithResources[Any, Any]) -> Job[Any, Any]:
@@ -360,6 +378,8 @@ class Runner:
                 backoff=backoff,
                 default_backoff=self._backoff,
                 where=where,
+                ttl=ttl,
+                concurrency=concurrency,
             )
             definition = JobDefinition(job_name, fn, options)
             self._resources.check(definition.injected, f"job {job_name!r}", shared=False)
@@ -674,9 +694,10 @@ class Runner:
         job_options = definition.options
         if options is DEFAULT_ENQUEUE:
             # Precomputed fields of the plain ``job.enqueue(...)`` call.
-            queue, priority, attempts, timeout = definition.plain
+            queue, priority, attempts, timeout, ttl = definition.plain
             run_at = now
             key = workspace_id = None
+            expires_at = None if ttl is None else now + ttl
         else:
             queue = options.queue or job_options.queue
             priority = job_options.priority if options.priority is None else options.priority
@@ -684,6 +705,12 @@ class Runner:
             timeout = options.timeout if options.has_timeout else job_options.timeout
             run_at = options.run_at_epoch(now)
             key, workspace_id = options.key, options.workspace_id
+            expires_at = options.expires_epoch(run_at, job_options.ttl)
+            if expires_at is not None and expires_at <= run_at:
+                raise ValueError(
+                    f"job {definition.name!r}: its deadline to start (expires_at={expires_at}) is not after "
+                    f"its run_at={run_at}, so it could never run; give a later expires= or a longer ttl="
+                )
         headers = self._headers() if self._hooks else None
         return _new_tuple(
             JobSpec,
@@ -703,6 +730,7 @@ class Runner:
                 trigger,
                 headers,
                 meta,
+                expires_at,
             ),
         )
 
@@ -870,6 +898,38 @@ class Runner:
             since,
         )
 
+    # flow control ------------------------------------------------------------------
+    async def pause(self, queue: str) -> bool:
+        """Stop every runner on the store from starting ``queue``'s jobs, until
+        ``resume``; durable. Jobs still enqueue; running ones finish. True if it
+        was not paused already."""
+        check_queue(queue, "pause()")
+        await self._open_store()
+        paused = await self.store.pause_queue(queue, self.clock.now())
+        if paused:
+            _log.info("queue paused", queue=queue, worker_id=self.worker_id)
+        return paused
+
+    async def resume(self, queue: str) -> bool:
+        """Let runners start ``queue``'s jobs again; True if it was paused."""
+        check_queue(queue, "resume()")
+        await self._open_store()
+        resumed = await self.store.resume_queue(queue)
+        if resumed:
+            _log.info("queue resumed", queue=queue, worker_id=self.worker_id)
+        return resumed
+
+    async def paused_queues(self) -> dict[str, float]:
+        """Paused queues and when each was paused (epoch seconds)."""
+        await self._open_store()
+        return await self.store.paused_queues()
+
+    def _global_limits(self) -> Limits | None:
+        """The store-wide limits this runner keeps: its queues' and its jobs' (``concurrency=``)."""
+        names = {d.name: d.options.concurrency for d in self._registry if d.options.concurrency is not None}
+        limits = Limits(queues=self._global_queue_limits, names=names, rates=self._rate_limits)
+        return limits or None
+
     # lifecycle ---------------------------------------------------------------------
     def _bind_loop(self) -> None:
         """asyncio primitives belong to one loop; a runner defined at import time
@@ -949,6 +1009,8 @@ class Runner:
                 on_claimed=self._on_claimed,
                 throughput=self._throughput,
                 store_health=store_health,
+                global_limits=self._global_limits(),
+                on_expired=self._telemetry.expired,
             )
             maintenance = Maintenance(
                 store=self.store,

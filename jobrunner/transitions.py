@@ -47,6 +47,9 @@ rescue                 a RUNNING job whose lease ended before ``now`` becomes
                        whatever its clock skew (the rescuer's ``now`` may be
                        ahead of theirs), and it keeps its place among equal
                        priorities. Error ``LeaseExpired``.
+expiry                 a waiting job with ``expires_at <= now`` at a claim becomes
+                       CANCELLED at ``now`` with the error ``JobExpired`` and
+                       never starts (``lapsed``; see ``jobrunner.flow``).
 cancel                 waiting: CANCELLED now; RUNNING: the cancel flag (its runner
                        hears it at the next heartbeat); final: unchanged.
 requeue                DEAD or CANCELLED only: QUEUED at ``now``, attempts 0,
@@ -72,6 +75,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
 from jobrunner.errors import InvalidJobState
+from jobrunner.flow import EXPIRED_ERROR
 from jobrunner.models import ErrorInfo, JobSpec, JobStatus, Outcome, OutcomeKind, Trigger
 
 __all__ = [
@@ -87,8 +91,10 @@ __all__ = [
     "claimed",
     "enqueued",
     "expired",
+    "expiry_error",
     "extended",
     "holds",
+    "lapsed",
     "lease_expired",
     "prunable",
     "ready",
@@ -120,6 +126,7 @@ LEASE_EXPIRED_NOTE = "lease expired"
 CANCELLED_WAITING_NOTE = "cancelled while waiting"
 REQUEUED_NOTE = "requeued"
 CANCEL_WINS_NOTE = "cancel requested"
+EXPIRED_NOTE = "expired before it started"
 
 
 class JobState(NamedTuple):
@@ -263,6 +270,22 @@ def settled(state: JobState, outcome: Outcome) -> Change | None:
         status = DEAD if kind is OutcomeKind.DEAD else CANCELLED
         new = state._replace(status=status, finished_at=at, lease_until=None, error=error)
     return Change(new, _attempt_log(state, at, new.status, note))
+
+
+def expiry_error() -> ErrorInfo:
+    """The error a job that expired while waiting records (its deadline is its ``expires_at``)."""
+    return ErrorInfo(
+        EXPIRED_ERROR,
+        "the job was not started by its deadline (its expires_at), so it was discarded unrun; "
+        "enqueue it again with a later expires= or ttl= to run it",
+        "",
+    )
+
+
+def lapsed(state: JobState, now: float) -> Change:
+    """The job after a claim found it waiting past its ``expires_at``."""
+    new = state._replace(status=CANCELLED, finished_at=now, lease_until=None, error=expiry_error())
+    return Change(new, ((now, CANCELLED, state.attempts, None, EXPIRED_NOTE),))
 
 
 # maintenance -------------------------------------------------------------------------

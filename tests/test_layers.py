@@ -20,6 +20,7 @@ LAYERS = {
     "payload": 0,
     "logs": 0,
     "transitions": 0,
+    "flow": 0,
     "retry": 1,
     "registry": 1,
     "resources": 1,

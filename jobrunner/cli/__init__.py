@@ -5,6 +5,7 @@ Commands (``jobrunner COMMAND --help`` shows each one's options and examples):
 * ``worker APP``: serve the app's runner until SIGINT/SIGTERM, then drain.
 * ``enqueue APP NAME``: enqueue a job by name; ``--wait`` prints its result.
 * ``jobs list|show|retry|cancel|purge``: inspect and repair the jobs in a store.
+* ``queues pause|resume|list``: stop and restart a queue's claims on every worker.
 * ``stats``: counts by status and queue; ``--watch`` refreshes in place.
 * ``cron list APP``: each schedule and its next runs.
 * ``web [APP]``: serve the Service API and dashboard (``jobrunner.web``, uvicorn).
@@ -28,7 +29,8 @@ Other commands print their results, and only warnings and errors besides.
 Where things are: ``_parser`` (options, help, examples, option checks),
 ``_options`` (what each option value accepts), ``_app`` (loading the app's
 runner, finding the store), ``_commands`` (worker, enqueue, stats, cron) and
-``_jobs`` (the ``jobs`` commands), ``_web`` (``web``), ``_output`` (tables, JSON, times),
+``_jobs`` (the ``jobs`` commands), ``_queues`` (the ``queues`` commands), ``_web`` (``web``),
+``_output`` (tables, JSON, times),
 ``_logging`` (the CLI's log formatters and set-up), ``_errors`` (exit codes).
 This module runs a command and turns how it ended into an exit code.
 """

@@ -81,6 +81,7 @@ async def cmd_jobs_show(args: argparse.Namespace, out: Output) -> int:
         ("timeout", "-" if record.timeout is None else f"{record.timeout:g} s"),
         ("enqueued", f"{iso(record.enqueued_at)} ({ago(record.enqueued_at, now)})"),
         ("run at", iso(record.run_at)),
+        ("expires", "-" if record.expires_at is None else iso(record.expires_at)),
         ("started", iso(record.started_at)),
         ("finished", iso(record.finished_at)),
         ("worker", record.worker or "-"),

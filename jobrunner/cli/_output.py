@@ -105,7 +105,7 @@ def ago(ts: float | None, now: float) -> str:
 def record_json(record: JobRecord) -> dict[str, Any]:
     """A job record as JSON-ready data, timestamps in ISO 8601 UTC."""
     data = dataclasses.asdict(record)
-    for field in ("enqueued_at", "run_at", "started_at", "finished_at"):
+    for field in ("enqueued_at", "run_at", "started_at", "finished_at", "expires_at"):
         data[field] = iso(data[field]) if data[field] is not None else None
     for entry in data["history"]:
         entry["at"] = iso(entry["at"])

@@ -24,6 +24,7 @@ from jobrunner.cli._options import (
     status,
     whole_number,
 )
+from jobrunner.cli._queues import cmd_queues_list, cmd_queues_pause, cmd_queues_resume
 from jobrunner.cli._web import cmd_web
 
 if TYPE_CHECKING:
@@ -57,6 +58,9 @@ EXAMPLES = {
     "web": "examples:\n  jobrunner web myapp.jobs:runner --auth myapp.auth:allow\n"
     "  jobrunner web --store sqlite:///var/jobs.db --port 8080\n"
     "  jobrunner web myapp.jobs:runner --host 0.0.0.0 --read-only",
+    "queues": "examples:\n  jobrunner queues pause emails --store sqlite:///var/jobs.db\n"
+    "  jobrunner queues resume emails --store sqlite:///var/jobs.db\n"
+    "  jobrunner queues list --store sqlite:///var/jobs.db",
 }
 
 
@@ -186,6 +190,29 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", type=duration, default="0s", help="e.g. 7d, 12h, 30m (default: all)")
     purge.add_argument("--batch", type=whole_number(1), default=1000, help=argparse.SUPPRESS)
     _store_options(purge)
+
+    queues = commands.add_parser(
+        "queues",
+        help="pause, resume, list queues",
+        epilog=f"{EXAMPLES['queues']}\n\n{EXIT_CODES}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    queues_commands = queues.add_subparsers(dest="queues_command", required=True, metavar="ACTION")
+    for action, handler, text in (
+        ("pause", cmd_queues_pause, "stop every worker on the store from starting the queue's jobs"),
+        ("resume", cmd_queues_resume, "let workers start the queue's jobs again"),
+    ):
+        sub = _command_parser(queues_commands, action, text, EXAMPLES["queues"], handler)
+        sub.add_argument("queue", type=non_empty, help="queue name")
+        _store_options(sub)
+    queues_list = _command_parser(
+        queues_commands,
+        "list",
+        "each queue: paused or not, jobs waiting and running",
+        EXAMPLES["queues"],
+        cmd_queues_list,
+    )
+    _store_options(queues_list)
 
     stats = _command_parser(commands, "stats", "counts by status and queue", EXAMPLES["stats"], cmd_stats)
     stats.add_argument("--watch", action="store_true", help="refresh in place")

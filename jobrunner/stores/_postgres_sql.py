@@ -216,11 +216,36 @@ CREATE INDEX jobs_cancelled ON {s}.jobs (seq) WHERE status = 'cancelled';
 CREATE INDEX jobs_seq_brin ON {s}.jobs USING brin (seq) WITH (pages_per_range = 16, autosummarize = on);
 """
 
+_MIGRATION_5 = f"""
+-- Flow control (jobrunner.flow). Paused queues: every claim reads this table
+-- (empty unless a queue is paused), so a pause holds for every process at once.
+CREATE TABLE {{s}}.paused_queues (
+    queue text PRIMARY KEY,
+    paused_at double precision NOT NULL
+);
+-- A deadline to start by (expires=/ttl=); a new nullable column is a catalog
+-- change only, whatever the table's size.
+ALTER TABLE {{s}}.jobs ADD COLUMN expires_at double precision;
+-- Waiting jobs with a deadline: a claim probes it for the expired ones, an
+-- empty range when no job has one.
+CREATE INDEX jobs_expiring ON {{s}}.jobs (expires_at)
+    WHERE expires_at IS NOT NULL AND status IN {_WAITING_SQL};
+-- Rate limits: one counter per scope (flow.RateLimit.scope) for its current
+-- fixed window; read and written only by claims under rate limits, under the
+-- advisory lock of the limit.
+CREATE TABLE {{s}}.rate_counters (
+    scope text PRIMARY KEY,
+    window_start double precision NOT NULL,
+    used integer NOT NULL
+);
+"""
+
 _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "jobs, leaders and cron ticks", _MIGRATION_1),
     (2, "leader session liveness, runners' names, autovacuum for queue churn", _MIGRATION_2),
     (3, "payloads as json (exact round trips); admission under max_pending", _MIGRATION_3),
     (4, "job progress; cancelled jobs newest first (the web dashboard)", _MIGRATION_4),
+    (5, "flow control: paused queues, deadlines to start by, rate counters", _MIGRATION_5),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 """The schema version this release installs and understands."""
@@ -291,9 +316,31 @@ async def install_schema(connection: Any, schema: str = "jobrunner", *, target: 
 _CLAIM_RETURNING = """
     j.id, j.name, j.args::text AS args, j.kwargs::text AS kwargs, j.queue, j.priority, j.max_attempts,
     j.timeout, j.key, j.workspace_id, j.enqueued_at, j.run_at, j.trigger, j.headers::text AS headers,
-    j.meta::text AS meta, j.attempts, j.token, j.seq"""
+    j.meta::text AS meta, j.attempts, j.token, j.seq, j.expires_at"""
 
-# The claim's update of the picked rows; $1 now, $3 limit, $4 worker, $5-$7 lease terms.
+# transitions.lapsed in SQL: waiting jobs past their deadline end CANCELLED
+# (rows another claim is expiring are skipped; it does them). $1 now.
+_EXPIRE_CTES = f"""lapsing AS (
+    SELECT id FROM {{s}}.jobs
+    WHERE expires_at <= $1 AND expires_at IS NOT NULL AND status IN {_WAITING_SQL}
+    LIMIT 1000
+    FOR UPDATE SKIP LOCKED
+), expired AS (
+UPDATE {{s}}.jobs j SET
+    status = 'cancelled',
+    finished_at = $1,
+    lease_expires_at = NULL,
+    error_type = '{rules.expiry_error().type}',
+    error_message = '{rules.expiry_error().message}',
+    error_traceback = '',
+    history = j.history || jsonb_build_array(
+        jsonb_build_array($1, 'cancelled', j.attempts, NULL, '{rules.EXPIRED_NOTE}'))
+FROM lapsing WHERE j.id = lapsing.id
+RETURNING j.id, j.name, j.queue, j.expires_at
+)"""
+# Every expired job of the statement as one JSON array (NULL for none), a column of every row.
+_EXPIRED_COLUMN = "(SELECT json_agg(json_build_array(id, name, queue, expires_at))::text FROM expired)"
+
 # The claim's update of the picked rows; $1 now, $3 limit, $4 worker, $5-$7 lease
 # terms. The statement also answers "when is the next delayed job due?" (one
 # index probe), which an idle runner asks right after a claim that came back
@@ -310,21 +357,29 @@ UPDATE {{s}}.jobs j SET
 FROM chosen WHERE j.id = chosen.id
 RETURNING {_CLAIM_RETURNING}
 )
-SELECT claimed.*, later.next_at
+SELECT claimed.*, later.next_at, {_EXPIRED_COLUMN} AS expired
 FROM (SELECT min(run_at) AS next_at FROM {{s}}.jobs WHERE status IN {_WAITING_SQL} AND run_at > $1) later
 LEFT JOIN claimed ON true
 """
 
-# $1 now, $2 names (NULL: any), $8 queues (NULL: any).
-_READY = (
-    f"status IN {_WAITING_SQL} AND run_at <= $1 AND ($2::text[] IS NULL OR name = ANY($2::text[])) "
-    f"AND ($8::text[] IS NULL OR queue = ANY($8::text[]))"
-)
+
+# $1 now, $2 names (NULL: any), $8 queues (NULL: any). Not of a paused queue
+# (a hashed subplan over an empty table when none is), not past a deadline.
+def _ready(queues: str = "$8") -> str:
+    return (
+        f"status IN {_WAITING_SQL} AND run_at <= $1 AND ($2::text[] IS NULL OR name = ANY($2::text[])) "
+        f"AND ({queues}::text[] IS NULL OR queue = ANY({queues}::text[])) "
+        f"AND queue NOT IN (SELECT queue FROM {{s}}.paused_queues) "
+        f"AND (expires_at IS NULL OR expires_at > $1)"
+    )
+
+
+_READY = _ready()
 
 # Claim without per-queue limits: the best ``limit`` ready jobs.
 _CLAIM = (
     f"""
-WITH chosen AS (
+WITH {_EXPIRE_CTES}, chosen AS (
     SELECT id FROM {{s}}.jobs
     WHERE {_READY}
     ORDER BY priority, run_at, seq
@@ -341,7 +396,7 @@ WITH chosen AS (
 # one LATERAL over (queue, room) pairs plus a NULL row for "every other queue".
 _CLAIM_WITH_ROOM = (
     f"""
-WITH room(queue, n) AS (
+WITH {_EXPIRE_CTES}, room(queue, n) AS (
     SELECT * FROM unnest($9::text[], $10::int[])
     UNION ALL SELECT NULL, $3
 ), picked AS (
@@ -359,22 +414,75 @@ WITH room(queue, n) AS (
     + _CLAIM_UPDATE
 )
 
+# A claim under global limits (jobrunner.flow) is a transaction of several
+# statements: the advisory locks of its limited keys (sorted: no deadlock), so
+# limited claims take turns; then, in fresh snapshots, the RUNNING counts, the
+# candidates and the update. A settle only lowers the counts, so it needs no lock.
+_LIMIT_LOCKS = "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT unnest($1::text[]) AS k ORDER BY 1) keys"
+_RUNNING_COUNTS = """
+SELECT 'queue', queue, count(*) FROM {s}.jobs WHERE status = 'running' AND queue = ANY($1::text[]) GROUP BY queue
+UNION ALL
+SELECT 'name', name, count(*) FROM {s}.jobs WHERE status = 'running' AND name = ANY($2::text[]) GROUP BY name
+"""
+# The expired jobs of a limited claim, first (the same rule as the claim statements').
+_EXPIRE = f"WITH {_EXPIRE_CTES} SELECT {_EXPIRED_COLUMN}"
+# Candidates ($1 now, $2 names, $3 limit, $4 queues): each queue with a room
+# ($5 queues, $6 room) and each limited name ($7 names, $8 room) offers its
+# best ``room`` (without jobs of a full name or queue: $9, $10), every other
+# job its best ``limit``, none of a spent rate scope (flow.exclusions: $11
+# queue, $12 name, $13 workspace; NULL matches any); flow.plan picks among them.
+_LIMITED_CANDIDATES = f"""
+WITH room(kind, key, n) AS (
+    SELECT 'queue', * FROM unnest($5::text[], $6::int[])
+    UNION ALL SELECT 'name', * FROM unnest($7::text[], $8::int[])
+    UNION ALL SELECT NULL, NULL, $3::int
+)
+SELECT c.id, c.priority, c.run_at, c.seq, c.queue, c.name, c.workspace_id FROM room CROSS JOIN LATERAL (
+    SELECT id, priority, run_at, seq, queue, name, workspace_id FROM {{s}}.jobs
+    WHERE {_ready("$4")}
+      AND CASE room.kind
+            WHEN 'queue' THEN queue = room.key AND name <> ALL($9::text[])
+            WHEN 'name' THEN name = room.key AND queue <> ALL($10::text[])
+            ELSE queue <> ALL($5::text[]) AND queue <> ALL($10::text[])
+                 AND name <> ALL($7::text[]) AND name <> ALL($9::text[]) END
+      AND NOT EXISTS (
+            SELECT 1 FROM unnest($11::text[], $12::text[], $13::text[]) AS x(q, nm, ws)
+            WHERE (x.q IS NULL OR x.q = queue) AND (x.nm IS NULL OR x.nm = name)
+              AND (x.ws IS NULL OR x.ws = workspace_id))
+    ORDER BY priority, run_at, seq
+    LIMIT room.n
+    FOR UPDATE SKIP LOCKED
+) c
+"""
+_CLAIM_CHOSEN = f"""
+UPDATE {{s}}.jobs j SET
+    status = 'running',
+    attempts = j.attempts + 1,
+    token = j.token + 1,
+    started_at = $1,
+    worker = $2,
+    lease_expires_at = $1 + coalesce($3::float8, coalesce(j.timeout, $4::float8) + $5::float8),
+    cancel_requested = false
+WHERE j.id = ANY($6::text[]) AND j.status IN {_WAITING_SQL}
+RETURNING {_CLAIM_RETURNING}, NULL::float8 AS next_at, NULL::text AS expired
+"""
+
 # One statement inserts a batch and notifies listeners (delivered at commit).
 # {admit} is empty, or (with max_pending) the admission check: the insert and
 # the notification happen only if the batch is admitted.
 _ENQUEUE = f"""
 WITH {{admit}}ins AS (
     INSERT INTO {{s}}.jobs (id, name, queue, priority, status, max_attempts, timeout, key, workspace_id,
-                          trigger, enqueued_at, run_at, args, kwargs, headers, meta)
+                          trigger, enqueued_at, run_at, args, kwargs, headers, meta, expires_at)
     SELECT u.id, u.name, u.queue, u.priority,
-           CASE WHEN u.run_at > $16 THEN 'scheduled' ELSE 'queued' END,
+           CASE WHEN u.run_at > $17 THEN 'scheduled' ELSE 'queued' END,
            u.max_attempts, u.timeout, u.key, u.workspace_id, u.trigger, u.enqueued_at, u.run_at,
-           u.args::json, u.kwargs::json, u.headers::json, u.meta::json
+           u.args::json, u.kwargs::json, u.headers::json, u.meta::json, u.expires_at
     FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::float8[], $7::text[],
                 $8::text[], $9::text[], $10::float8[], $11::float8[], $12::text[], $13::text[],
-                $14::text[], $15::text[])
+                $14::text[], $15::text[], $16::float8[])
          WITH ORDINALITY AS u(id, name, queue, priority, max_attempts, timeout, key, workspace_id,
-                              trigger, enqueued_at, run_at, args, kwargs, headers, meta, ord)
+                              trigger, enqueued_at, run_at, args, kwargs, headers, meta, expires_at, ord)
     {{admitted}}
     ORDER BY u.ord
     ON CONFLICT (key) WHERE key IS NOT NULL AND status IN {_ACTIVE_SQL} DO NOTHING
@@ -387,16 +495,16 @@ _ENQUEUE_FREE = dict(
     admit="",
     admitted="",
     logged=", logged AS (INSERT INTO {s}.admission_log SELECT count(*) FROM ins HAVING count(*) > 0)",
-    outcome="NULL::bigint, true, pg_notify($17, $18)",
+    outcome="NULL::bigint, true, pg_notify($18, $19)",
 )
-# $19 max_pending, $20 jobs of this batch already inserted, $21 lock (not inside a caller's transaction).
+# $20 max_pending, $21 jobs of this batch already inserted, $22 lock (not inside a caller's transaction).
 _ENQUEUE_BOUNDED = dict(
-    admit="adm AS (SELECT * FROM {s}.admit($19, $7::text[], $20, $21)), ",
+    admit="adm AS (SELECT * FROM {s}.admit($20, $7::text[], $21, $22)), ",
     admitted="WHERE (SELECT o_admitted FROM adm)",
     logged="",
     outcome=(
         "(SELECT o_pending FROM adm), (SELECT o_admitted FROM adm), "
-        "(SELECT pg_notify($17, $18) WHERE (SELECT o_admitted FROM adm))"
+        "(SELECT pg_notify($18, $19) WHERE (SELECT o_admitted FROM adm))"
     ),
 )
 
@@ -564,7 +672,7 @@ _RECORD_COLUMNS = """
     id, name, args::text, kwargs::text, queue, priority, status, attempts, max_attempts, timeout,
     key, workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result::text,
     error_type, error_message, error_traceback, worker, cancel_requested, headers::text,
-    meta::text, history::text, result_error, progress::text"""
+    meta::text, history::text, result_error, progress::text, expires_at"""
 
 _STATS = """
 SELECT queue,
@@ -620,6 +728,16 @@ class Statements:
     resync_admission: str
     statistics_stale: str
     analyze: str
+    limit_locks: str
+    running_counts: str
+    expire: str
+    limited_candidates: str
+    claim_chosen: str
+    pause: str
+    resume: str
+    paused: str
+    rate_counters: str
+    spend: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -665,6 +783,23 @@ class Statements:
                 f"false) FROM pg_stat_user_tables WHERE relid = '{s}.jobs'::regclass"
             ),
             analyze=f"ANALYZE {s}.jobs",
+            limit_locks=_LIMIT_LOCKS,
+            running_counts=_RUNNING_COUNTS.format(**fmt),
+            expire=_EXPIRE.format(**fmt),
+            limited_candidates=_LIMITED_CANDIDATES.format(**fmt),
+            claim_chosen=_CLAIM_CHOSEN.format(**fmt),
+            pause=(
+                f"INSERT INTO {s}.paused_queues (queue, paused_at) VALUES ($1, $2) "
+                f"ON CONFLICT (queue) DO NOTHING RETURNING queue"
+            ),
+            resume=f"DELETE FROM {s}.paused_queues WHERE queue = $1 RETURNING queue",
+            paused=f"SELECT queue, paused_at FROM {s}.paused_queues",
+            rate_counters=f"SELECT scope, window_start, used FROM {s}.rate_counters",
+            spend=(
+                f"INSERT INTO {s}.rate_counters (scope, window_start, used) "
+                f"SELECT * FROM unnest($1::text[], $2::float8[], $3::int[]) "
+                f"ON CONFLICT (scope) DO UPDATE SET window_start = excluded.window_start, used = excluded.used"
+            ),
             # The WHERE clause is added per call (PostgresStore.list_jobs): a
             # generic "$1 IS NULL OR status = $1" plan would not use the partial indexes.
             list_jobs=f"SELECT {_RECORD_COLUMNS} FROM {s}.jobs",

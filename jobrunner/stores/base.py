@@ -20,6 +20,15 @@ Rules every store keeps:
   ``attempts``, sets a new lease ``token`` and lease expiry, never more than
   ``limit`` jobs, never more than ``queue_room[q]`` of a limited queue, only
   jobs whose name is in ``names`` and (if given) whose queue is in ``queues``.
+* Flow control (``jobrunner.flow``): ``claim`` never takes a job of a queue
+  paused with ``pause_queue`` (in any process: the pause is stored); keeps
+  ``request.limits`` (concurrency: by counting the RUNNING jobs; rates: by
+  reading and writing the stored counters of ``flow.RateLimit`` scopes) in
+  its own atomic step, and when a rate window held jobs back, ``next_run_at``
+  answers no later than that window's end; and it ends every waiting job past
+  its ``expires_at`` CANCELLED (``transitions.lapsed``), telling
+  ``request.on_expired``. With limits, a settle wakes the listeners (a job
+  ending frees room).
 * Every write about a claimed job (``settle``, ``extend_leases``) is fenced by
   ``(job_id, token)`` and status RUNNING: a stale worker cannot overwrite a newer
   attempt. Fenced-out writes are reported, never applied.
@@ -240,6 +249,20 @@ class Store(Protocol):
 
     async def leaders(self, now: float) -> list[LeaderInfo]:
         """Every leadership role with its holder, including lapsed ones (``expires_at`` < now)."""
+
+    # flow control (jobrunner.flow) ---------------------------------------------
+    async def pause_queue(self, queue: str, now: float) -> bool:
+        """Stop claims of ``queue``'s jobs in every process, durably (until
+        ``resume_queue``). Enqueues still go in; running jobs finish. True if it
+        was not paused already."""
+        ...
+
+    async def resume_queue(self, queue: str) -> bool:
+        """Let claims take ``queue``'s jobs again and wake the runners; True if it was paused."""
+        ...
+
+    async def paused_queues(self) -> dict[str, float]:
+        """Paused queues and when each was paused (epoch seconds)."""
         ...
 
 

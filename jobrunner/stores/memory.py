@@ -42,6 +42,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from jobrunner import flow
 from jobrunner import transitions as rules
 from jobrunner.errors import JobNotFound, QueueFull
 from jobrunner.models import (
@@ -49,6 +50,7 @@ from jobrunner.models import (
     ClaimRequest,
     Enqueued,
     ErrorInfo,
+    ExpiredJob,
     HistoryEntry,
     JobRecord,
     JobSpec,
@@ -71,9 +73,20 @@ __all__ = ["MemoryStore"]
 _new_tuple = tuple.__new__
 
 # Fields of a JobSpec, read by index in the hot paths.
-_ID, _NAME, _ARGS, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY = (
+_ID, _NAME, _ARGS, _QUEUE, _PRIORITY, _MAX_ATTEMPTS, _TIMEOUT, _KEY, _WORKSPACE, _EXPIRES = (
     JobSpec._fields.index(f)
-    for f in ("id", "name", "args", "queue", "priority", "max_attempts", "timeout", "key")
+    for f in (
+        "id",
+        "name",
+        "args",
+        "queue",
+        "priority",
+        "max_attempts",
+        "timeout",
+        "key",
+        "workspace_id",
+        "expires_at",
+    )
 )
 
 # Fields of a state tuple. STATUS..ERROR are ``transitions.JobState``'s fields, in
@@ -269,6 +282,14 @@ class MemoryStore:
         self._listeners: list[Callable[[], None]] = []
         self._seq = itertools.count(1)
         self._told = False  # listeners notified of an enqueue since the last claim
+        # Flow control (jobrunner.flow): paused queues, the deadlines of jobs
+        # enqueued with one ((expires_at, ticket, job id), a heap), and whether
+        # a claim with global limits was seen (its settles then wake runners).
+        self._paused: dict[str, float] = {}
+        self._expiry: list[tuple[float, int, str]] = []
+        self._limited = False
+        self._rates: dict[str, flow.Window] = {}  # rate scope -> (window start, starts)
+        self._rate_wake: float | None = None  # when the last claim's spent window ends
 
     # lifecycle -------------------------------------------------------------
     async def open(self) -> None:
@@ -317,6 +338,10 @@ class MemoryStore:
             self._set(old, new)
             if status in _WAITING:
                 self._file(new, now)
+                expires_at = new[SPEC][_EXPIRES]
+                if expires_at is not None and old[STATUS] not in _WAITING:
+                    # Back to waiting (a retry, a release): the deadline still holds.
+                    heapq.heappush(self._expiry, (expires_at, next(self._tickets), new[SPEC][_ID]))
         return new
 
     def _lane(self, queue: str, priority: int) -> _Lane:
@@ -431,6 +456,9 @@ class MemoryStore:
                     lane = self._lane(spec.queue, spec.priority)
                 lane.push(state)
             all_jobs[spec.id] = state
+            expires_at = spec.expires_at
+            if expires_at is not None:
+                heapq.heappush(self._expiry, (expires_at, next(self._tickets), spec.id))
             counts = self._counts.get(spec.queue) or self._counts_of(spec.queue)
             counts[status] += 1
             out.append(_new_tuple(Enqueued, (spec.id, True)))
@@ -465,6 +493,8 @@ class MemoryStore:
         """Take up to ``limit`` best ready jobs across queues with room."""
         self._told = False
         now = request.now
+        if self._expiry and self._expiry[0][0] <= now:
+            self._expire(now, request)
         if self._delayed and self._delayed[0][0] <= now:
             self._promote(now)
         names = request.names
@@ -476,9 +506,20 @@ class MemoryStore:
         if self._parked:
             self._unpark(names)
         room = dict(request.queue_room)
+        name_room: dict[str, int] | None = None
+        book: flow.RateBook | None = None
+        if request.limits:
+            name_room = self._global_room(request.limits, room)
+            if request.limits.rates:
+                book = flow.RateBook(request.limits, self._rates, now)
         only = request.queues
+        paused = self._paused
         lanes = [
-            ln for ln in self._lane_order if room.get(ln.queue, 1) > 0 and (only is None or ln.queue in only)
+            ln
+            for ln in self._lane_order
+            if room.get(ln.queue, 1) > 0
+            and (only is None or ln.queue in only)
+            and (not paused or ln.queue not in paused)
         ]
         out: list[ClaimedJob] = []
         limit = request.limit
@@ -500,6 +541,13 @@ class MemoryStore:
             plain = state[SPEC]
             job_id = plain[_ID]
             if names is not None and plain[_NAME] not in names:
+                self._parked.setdefault(plain[_NAME], []).append(state)
+                continue
+            if name_room is not None and (
+                name_room.get(plain[_NAME], 1) <= 0
+                or (book is not None and not book.admit(plain[_QUEUE], plain[_NAME], plain[_WORKSPACE]))
+            ):
+                # At its name's global limit or out of starts: set aside until the next claim.
                 self._parked.setdefault(plain[_NAME], []).append(state)
                 continue
             queue = plain[_QUEUE]
@@ -529,8 +577,44 @@ class MemoryStore:
                 room[queue] -= 1
                 if room[queue] <= 0:
                     lanes = [ln for ln in lanes if ln.queue != queue]
+            if name_room is not None and plain[_NAME] in name_room:
+                name_room[plain[_NAME]] -= 1
         self._pending -= len(out)
+        if book is not None:
+            self._rates.update(book.counters())
+            self._rate_wake = book.wake_at
         return out
+
+    def _global_room(self, limits: flow.Limits, room: dict[str, int]) -> dict[str, int]:
+        """Fold the store-wide room of limited queues into ``room``; return that of limited names."""
+        self._limited = True
+        by_queue = {q: self._counts[q][_RUNNING] for q in limits.queues if q in self._counts}
+        by_name: dict[str, int] = {}
+        if limits.names:
+            jobs = self._jobs
+            for job_id in self._running:
+                name = jobs[job_id][SPEC][_NAME]
+                by_name[name] = by_name.get(name, 0) + 1
+        queue_room, name_room = flow.room(limits, by_queue, by_name)
+        for queue, n in queue_room.items():
+            room[queue] = min(room.get(queue, n), n)
+        return name_room
+
+    def _expire(self, now: float, request: ClaimRequest) -> None:
+        """End every waiting job whose deadline has come (transitions.lapsed)."""
+        heap = self._expiry
+        jobs = self._jobs
+        gone: list[ExpiredJob] = []
+        while heap and heap[0][0] <= now:
+            expires_at, _, job_id = heapq.heappop(heap)
+            state = jobs.get(job_id)
+            if state is None or state[STATUS] not in _WAITING:
+                continue  # started (its deadline no longer matters), finished or forgotten
+            self._change(state, rules.lapsed(_view(state), now), now)
+            spec = state[SPEC]
+            gone.append(ExpiredJob(job_id, spec[_NAME], spec[_QUEUE], expires_at))
+        if gone and request.on_expired is not None:
+            request.on_expired(gone)
 
     @staticmethod
     def _best(lanes: list[_Lane]) -> _Lane | None:
@@ -612,7 +696,8 @@ class MemoryStore:
             assert change is not None  # held: checked above
             if self._change(state, change, outcome.at)[STATUS] in _WAITING:
                 notify = True
-        if notify:
+        if notify or self._limited:
+            # With global limits, a job ending frees room for other runners too.
             self._notify()
         return lost
 
@@ -621,12 +706,15 @@ class MemoryStore:
         if self._delayed and self._delayed[0][0] <= now:
             self._promote(now)
         delayed = self._delayed
+        rate_wake = self._rate_wake
+        if rate_wake is not None and rate_wake <= now:
+            rate_wake = None
         while delayed:
             run_at, _, _, state = delayed[0]
             if self._jobs.get(state[SPEC][_ID]) is state:
-                return run_at
+                return run_at if rate_wake is None else min(run_at, rate_wake)
             heapq.heappop(delayed)
-        return None
+        return rate_wake
 
     # maintenance -------------------------------------------------------------
     async def rescue_expired(self, now: float) -> list[RescuedJob]:
@@ -740,6 +828,7 @@ class MemoryStore:
             meta=spec.meta,
             history=tuple(history),
             progress=self._progress.get(spec.id) if self._progress else None,
+            expires_at=spec.expires_at,
         )
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -877,3 +966,22 @@ class MemoryStore:
     async def leaders(self, now: float) -> list[LeaderInfo]:
         """Every role and its holder."""
         return [LeaderInfo(role, holder, until) for role, (holder, until) in sorted(self._leaders.items())]
+
+    # flow control ------------------------------------------------------------------
+    async def pause_queue(self, queue: str, now: float) -> bool:
+        """Claims skip the queue's lanes until it is resumed."""
+        if queue in self._paused:
+            return False
+        self._paused[queue] = now
+        return True
+
+    async def resume_queue(self, queue: str) -> bool:
+        """Claims take the queue's jobs again; runners are woken."""
+        if self._paused.pop(queue, None) is None:
+            return False
+        self._notify()
+        return True
+
+    async def paused_queues(self) -> dict[str, float]:
+        """Paused queues and when each was paused."""
+        return dict(self._paused)

@@ -61,7 +61,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg  # type: ignore[import-untyped]
 
-from jobrunner import defaults
+from jobrunner import defaults, flow
 from jobrunner import transitions as rules
 from jobrunner.errors import InvalidJobState, JobNotFound, QueueFull, StoreError
 from jobrunner.logs import get_logger
@@ -70,6 +70,7 @@ from jobrunner.models import (
     ClaimRequest,
     Enqueued,
     ErrorInfo,
+    ExpiredJob,
     HistoryEntry,
     JobRecord,
     JobSpec,
@@ -307,6 +308,8 @@ class PostgresStore:
         # (claim's now, earliest future run_at then, self._writes then); see next_run_at.
         self._next_run_at: tuple[float, float | None, int] | None = None
         self._writes = 0  # bumped by every write here that can add or move a waiting job
+        self._limited = False  # a claim with global limits was made here
+        self._rate_wake: float | None = None  # when the last claim's spent rate window ends
 
     # Store settings a URL may carry in its query; libpq has no parameters by
     # these names, so nothing meant for the server is taken.
@@ -733,19 +736,106 @@ class PostgresStore:
             terms.margin,
             None if request.queues is None else list(request.queues),
         ]
+        if request.limits:
+            return await self._claim_limited(pool, request, args)
         if request.queue_room:
             limited = list(request.queue_room)
             args += [limited, [max(0, int(request.queue_room[q])) for q in limited]]
             rows = await pool.fetch(self._sql.claim_with_room, *args)
         else:
             rows = await pool.fetch(self._sql.claim, *args)
-        next_at = rows[0][18]
+        next_at, expired = rows[0][19], rows[0][20]
         self._next_run_at = (now, None if next_at is None else float(next_at), self._writes)
+        if expired is not None:
+            self._expired(request, expired)
         if rows[0][0] is None:
             return []
         if len(rows) > 1:
             rows = sorted(rows, key=_claim_order)
         return [_claimed(row) for row in rows]
+
+    async def _claim_limited(self, pool: Any, request: ClaimRequest, args: list[Any]) -> list[ClaimedJob]:
+        """A claim under global limits: one transaction, serialized per limited key
+        by advisory locks, that counts RUNNING jobs before it picks (see ``_LIMIT_LOCKS``)."""
+        limits = request.limits
+        assert limits
+        self._limited = True
+        self._next_run_at = None  # next_run_at asks the database (this path does not answer it)
+        now, worker, limit, queues = args[0], args[3], args[2], args[7]
+        async with pool.acquire() as conn, conn.transaction():
+            expired = await conn.fetchval(self._sql.expire, now)
+            await conn.fetchval(
+                self._sql.limit_locks, [f"jobrunner.limit:{self.schema}:{k}" for k in limits.lock_keys()]
+            )
+            by_queue: dict[str, int] = {}
+            by_name: dict[str, int] = {}
+            for kind, key, n in await conn.fetch(
+                self._sql.running_counts, list(limits.queues), list(limits.names)
+            ):
+                (by_queue if kind == "queue" else by_name)[key] = n
+            queue_room, name_room = flow.room(limits, by_queue, by_name)
+            room = dict(request.queue_room)
+            for queue, n in queue_room.items():
+                room[queue] = min(room.get(queue, n), n)
+            counters: dict[str, flow.Window] = {}
+            excluded: list[flow.Exclusion] = []
+            if limits.rates:
+                counters = {
+                    row[0]: (float(row[1]), int(row[2])) for row in await conn.fetch(self._sql.rate_counters)
+                }
+                excluded = flow.exclusions(limits, counters, now)
+            open_queues = [q for q, n in room.items() if n > 0]
+            open_names = [name for name, n in name_room.items() if n > 0]
+            rows = await conn.fetch(
+                self._sql.limited_candidates,
+                now,
+                args[1],
+                limit,
+                queues,
+                open_queues,
+                [min(limit, room[q]) for q in open_queues],
+                open_names,
+                [min(limit, name_room[name]) for name in open_names],
+                [name for name, n in name_room.items() if n <= 0],
+                [q for q, n in room.items() if n <= 0],
+                [x.queue for x in excluded],
+                [x.name for x in excluded],
+                [x.workspace for x in excluded],
+            )
+            unique = {row[0]: row for row in rows}
+            plan = flow.plan(
+                ((r[1], r[2], r[3], r[4], r[5], r[6], r[0]) for r in unique.values()),
+                limit,
+                limits,
+                room,
+                name_room,
+                counters,
+                now,
+            )
+            chosen = plan.chosen
+            if plan.counters:
+                spent = list(plan.counters.items())
+                await conn.execute(
+                    self._sql.spend, [s for s, _ in spent], [c[0] for _, c in spent], [c[1] for _, c in spent]
+                )
+            if limits.rates:
+                wakes = [w for w in (plan.wake_at, flow.spent_wake(limits, counters, now)) if w is not None]
+                self._rate_wake = min(wakes) if wakes else None
+            claimed = (
+                await conn.fetch(self._sql.claim_chosen, now, worker, args[4], args[5], args[6], chosen)
+                if chosen
+                else []
+            )
+        if expired is not None:
+            self._expired(request, expired)
+        return [_claimed(row) for row in sorted(claimed, key=_claim_order)]
+
+    def _expired(self, request: ClaimRequest, expired: str) -> None:
+        """Tell of the jobs a claim found past their deadline (a JSON array of rows)."""
+        jobs = [ExpiredJob(job_id, name, queue, float(at)) for job_id, name, queue, at in loads(expired)]
+        self._wake_waiters(job.id for job in jobs)
+        if request.on_expired is not None:
+            request.on_expired(jobs)
 
     async def _record_names(self, pool: Any, worker: str, names: frozenset[str], now: float) -> None:
         """Remember which names this runner handles (for unknown-name stats), now and then."""
@@ -841,6 +931,9 @@ class PostgresStore:
             self._wake_waiters(row[0] for row in rows if row[2] in rules.FINAL)
         if any(status in ("queued", "retrying") for status in statuses):
             self._notify_local()  # the other processes were notified by the statement
+        elif self._limited:
+            # Jobs ending free room under global limits, here and in other processes.
+            await self._announce(pool)
         return lost
 
     async def _announce(self, pool: Any) -> None:
@@ -861,6 +954,11 @@ class PostgresStore:
         claim's own answer is used: nothing written here since, and less than a
         second old. A later write elsewhere NOTIFYs, which wakes the runner anyway.
         """
+        rate_wake = self._rate_wake
+        if rate_wake is not None and rate_wake > now:
+            # A rate window held jobs back at the last claim: wake when it ends.
+            value = await self._require_pool().fetchval(self._sql.next_run_at, now)
+            return rate_wake if value is None else min(float(value), rate_wake)
         cached = self._next_run_at
         if cached is not None and cached[2] == self._writes and 0.0 <= now - cached[0] < 1.0:
             return cached[1]
@@ -1117,14 +1215,31 @@ class PostgresStore:
         rows = await self._require_pool().fetch(self._sql.leaders)
         return [LeaderInfo(row[0], row[1], float(row[2])) for row in rows]
 
+    # flow control -----------------------------------------------------------------------------
+    async def pause_queue(self, queue: str, now: float) -> bool:
+        """Record the pause; every claim statement reads it, in every process."""
+        return await self._require_pool().fetchval(self._sql.pause, queue, now) is not None
+
+    async def resume_queue(self, queue: str) -> bool:
+        """Delete the pause and wake the runners of every process."""
+        pool = self._require_pool()
+        resumed = await pool.fetchval(self._sql.resume, queue) is not None
+        if resumed:
+            await self._announce(pool)
+        return resumed
+
+    async def paused_queues(self) -> dict[str, float]:
+        """Paused queues and when each was paused."""
+        return {row[0]: float(row[1]) for row in await self._require_pool().fetch(self._sql.paused)}
+
 
 # --- rows -----------------------------------------------------------------------------------
 def _columns(jobs: Sequence[JobSpec]) -> list[list[Any]]:
     """The batch as the enqueue statement's column arrays; TypeError for a bad payload."""
     n = len(jobs)
-    columns: list[list[Any]] = [[None] * n for _ in range(15)]
+    columns: list[list[Any]] = [[None] * n for _ in range(16)]
     (ids, names, queues, priorities, attempts, timeouts, keys, workspaces, triggers,
-     enqueued, run_ats, args, kwargs, headers, metas) = columns  # fmt: skip
+     enqueued, run_ats, args, kwargs, headers, metas, expires) = columns  # fmt: skip
     for i, spec in enumerate(jobs):
         args[i], kwargs[i], headers[i], metas[i] = _encode_spec(spec)
         ids[i] = spec.id
@@ -1138,6 +1253,7 @@ def _columns(jobs: Sequence[JobSpec]) -> list[list[Any]]:
         triggers[i] = spec.trigger
         enqueued[i] = spec.enqueued_at
         run_ats[i] = spec.run_at
+        expires[i] = spec.expires_at
     return columns
 
 
@@ -1155,7 +1271,8 @@ def _claim_order(row: Any) -> tuple[int, float, int]:
 
 def _claimed(row: Any) -> ClaimedJob:
     (job_id, name, args_text, kwargs_text, queue, priority, max_attempts, timeout, key, workspace_id,
-     enqueued_at, run_at, trigger, headers_text, meta_text, attempt, token, _seq, _next_at) = row  # fmt: skip
+     enqueued_at, run_at, trigger, headers_text, meta_text, attempt, token, _seq, expires_at, _next_at,
+     _expired) = row  # fmt: skip
     decode_error = None
     try:
         args, kwargs = _decode_payload(args_text, kwargs_text)
@@ -1167,7 +1284,7 @@ def _claimed(row: Any) -> ClaimedJob:
     spec = _new_tuple(
         JobSpec,
         (job_id, name, args, kwargs, queue, priority, max_attempts, timeout, key, workspace_id,
-         enqueued_at, run_at, trigger, headers, meta),
+         enqueued_at, run_at, trigger, headers, meta, expires_at),
     )  # fmt: skip
     return _new_tuple(ClaimedJob, (spec, attempt, token, trigger, run_at, decode_error))
 
@@ -1176,7 +1293,7 @@ def _record(row: Any) -> JobRecord:
     (job_id, name, args_text, kwargs_text, queue, priority, status_text, attempts, max_attempts, timeout,
      key, workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result_text,
      error_type, error_message, error_traceback, worker, cancel_requested, headers_text,
-     meta_text, history_text, result_error, progress_text) = row  # fmt: skip
+     meta_text, history_text, result_error, progress_text, expires_at) = row  # fmt: skip
     try:
         args, kwargs = _decode_payload(args_text, kwargs_text)
     except ValueError:
@@ -1219,4 +1336,5 @@ def _record(row: Any) -> JobRecord:
         history=tuple(history),
         result_error=result_error,
         progress=None if progress_text is None else Progress(*loads(progress_text)),
+        expires_at=expires_at,
     )

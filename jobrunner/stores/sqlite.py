@@ -33,7 +33,7 @@ import sqlite3
 import urllib.parse
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, NamedTuple, TypeVar, cast
 
 try:
     import fcntl
@@ -42,7 +42,7 @@ except ImportError:  # Windows: no flock; leadership falls back to the lease alo
 else:
     _HAVE_FLOCK = True
 
-from jobrunner import defaults
+from jobrunner import defaults, flow
 from jobrunner import transitions as rules
 from jobrunner.errors import JobNotFound, QueueFull, StoreError
 from jobrunner.logs import get_logger
@@ -51,6 +51,7 @@ from jobrunner.models import (
     ClaimRequest,
     Enqueued,
     ErrorInfo,
+    ExpiredJob,
     HistoryEntry,
     JobRecord,
     JobSpec,
@@ -191,6 +192,27 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "CREATE INDEX jobrunner_jobs_cancelled ON jobrunner_jobs (seq) WHERE status = 'cancelled'",
         ),
     ),
+    (
+        "flow control: paused queues, deadlines to start by, rate counters",
+        (
+            # Read by every claim: empty unless a queue is paused.
+            "CREATE TABLE jobrunner_paused (queue TEXT PRIMARY KEY, paused_at REAL NOT NULL)",
+            "ALTER TABLE jobrunner_jobs ADD COLUMN expires_at REAL",
+            # Waiting jobs with a deadline: a claim probes it for the expired ones,
+            # an empty range when no job has one.
+            "CREATE INDEX jobrunner_jobs_expiring ON jobrunner_jobs (expires_at) "
+            "WHERE expires_at IS NOT NULL AND due IS NOT NULL",
+            # Rate limits: one counter per scope (flow.RateLimit.scope), for its
+            # current fixed window; read and written only by claims under rate limits.
+            """
+            CREATE TABLE jobrunner_rates (
+                scope TEXT PRIMARY KEY,
+                window_start REAL NOT NULL,
+                used INTEGER NOT NULL
+            )
+            """,
+        ),
+    ),
 )
 """Schema steps, applied in order, each recorded in ``jobrunner_migrations``.
 
@@ -226,7 +248,7 @@ def _encode_spec(spec: JobSpec, now: float) -> tuple[Any, ...]:
     return (
         spec.id, spec.name, spec.queue, spec.priority, _QUEUED if ready else _SCHEDULED, 1 if ready else 0,
         spec.max_attempts, spec.timeout, spec.key, spec.workspace_id, spec.trigger, spec.enqueued_at,
-        run_at, payload, headers, meta,
+        run_at, payload, headers, meta, spec.expires_at,
     )  # fmt: skip
 
 
@@ -264,8 +286,8 @@ _ACTIVE_SQL = "('queued', 'scheduled', 'running', 'retrying')"
 
 _INSERT = """
 INSERT INTO jobrunner_jobs (id, name, queue, priority, status, due, max_attempts, timeout, key,
-    workspace_id, trigger, enqueued_at, run_at, payload, headers, meta)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    workspace_id, trigger, enqueued_at, run_at, payload, headers, meta, expires_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 _ACTIVE_KEY = f"SELECT id FROM jobrunner_jobs WHERE key = ? AND status IN {_ACTIVE_SQL}"
 
@@ -292,7 +314,20 @@ UPDATE jobrunner_jobs SET status = 'running', due = NULL, attempts = attempts + 
     lease_until = :now + coalesce(:fixed, coalesce(timeout, :without) + :margin)
 WHERE seq IN (SELECT value FROM json_each(:seqs))
 RETURNING priority, CAST(run_at AS REAL), seq, id, name, queue, max_attempts, CAST(timeout AS REAL), key,
-    workspace_id, CAST(enqueued_at AS REAL), trigger, payload, headers, meta, attempts, token
+    workspace_id, CAST(enqueued_at AS REAL), trigger, payload, headers, meta, attempts, token,
+    CAST(expires_at AS REAL)
+"""
+_PAUSED = "SELECT queue FROM jobrunner_paused"
+_CANDIDATES_LIMITED = """
+SELECT priority, run_at, seq, workspace_id FROM jobrunner_jobs
+WHERE due = 1 AND name = ? AND queue = ? AND run_at <= ?
+  AND (workspace_id IS NULL OR workspace_id NOT IN (SELECT value FROM json_each(?)))
+ORDER BY priority, run_at, seq LIMIT ?
+"""
+_RATES = "SELECT scope, window_start, used FROM jobrunner_rates"
+_SPEND = """
+INSERT INTO jobrunner_rates (scope, window_start, used) VALUES (?, ?, ?)
+ON CONFLICT (scope) DO UPDATE SET window_start = excluded.window_start, used = excluded.used
 """
 _SEEN = """
 INSERT INTO jobrunner_workers (worker, names, seen_at) VALUES (?, ?, ?)
@@ -309,6 +344,10 @@ FROM jobrunner_jobs
 _RUNNING_OF = _STATE + "WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running'"
 _EXPIRED = _STATE + "WHERE status = 'running' AND lease_until < ?"
 _STATE_OF = _STATE + "WHERE id = ?"
+_EXPIRING = (
+    _STATE.replace("\nFROM", ", queue, expires_at\nFROM")
+    + "WHERE expires_at <= ? AND expires_at IS NOT NULL AND due IS NOT NULL"
+)
 
 _SUCCEED = """
 UPDATE jobrunner_jobs SET status = 'succeeded', due = NULL, lease_until = NULL, finished_at = ?, result = ?
@@ -340,7 +379,7 @@ SELECT (SELECT count(*) FROM (SELECT 1 FROM jobrunner_jobs WHERE due = 1 LIMIT ?
 _RECORD_COLUMNS = """id, name, payload, queue, priority, status, attempts, max_attempts, timeout, key,
     workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result, error_type,
     error_message, error_traceback, worker, cancel_requested, headers, meta, history, result_error,
-    progress"""
+    progress, expires_at"""
 
 
 def _insert_rows(
@@ -414,31 +453,70 @@ def _due_queues(conn: sqlite3.Connection, name: str) -> Iterator[str]:
         row = conn.execute(_NEXT_QUEUE, (name, queue)).fetchone()
 
 
+def _expire(conn: sqlite3.Connection, now: float) -> list[ExpiredJob]:
+    """End the waiting jobs whose deadline has come (``transitions.lapsed``)."""
+    gone: list[ExpiredJob] = []
+    for row in conn.execute(_EXPIRING, (now,)).fetchall():
+        seq, job_id, name, _, _, state = _state(row[:15])
+        queue, expires_at = row[15], row[16]
+        _apply(conn, seq, state, rules.lapsed(state, now), now)
+        gone.append(ExpiredJob(job_id, name, queue, expires_at))
+    return gone
+
+
+def _running_counts(conn: sqlite3.Connection, column: str, keys: Iterable[str]) -> dict[str, int]:
+    """RUNNING jobs per value of ``column`` (queue or name) among ``keys``, from the lease index."""
+    sql = (
+        f"SELECT {column}, count(*) FROM jobrunner_jobs INDEXED BY jobrunner_jobs_leases "
+        f"WHERE status = 'running' AND {column} IN (SELECT value FROM json_each(?)) GROUP BY {column}"
+    )
+    return dict(conn.execute(sql, (dumps(list(keys)),)).fetchall())
+
+
+class _Claimed(NamedTuple):
+    jobs: list[ClaimedJob]
+    expired: list[ExpiredJob]
+    wake_at: float | None
+    """When a rate window that held jobs back ends (``flow``); None if none did."""
+
+
 def _claim(
     conn: sqlite3.Connection,
     request: ClaimRequest,
     names: Iterable[str] | None,
     seen: tuple[str, str, float] | None,
-) -> list[ClaimedJob]:
+) -> _Claimed:
     now, limit, room = request.now, request.limit, request.queue_room
+    expired = _expire(conn, now)
     conn.execute(_PROMOTE, (now,))
     if seen is not None:
         conn.execute(_SEEN, seen)
+    paused = {row[0] for row in conn.execute(_PAUSED)}
+    limits = request.limits
+    if limits:
+        return _claim_limited(conn, request, names, limits, paused, expired)
     candidates: list[tuple[int, float, int, str]] = []
     only = request.queues
     for name in _due_names(conn) if names is None else names:
         for queue in _due_queues(conn, name) if only is None else only:
+            if paused and queue in paused:
+                continue
             cap = min(limit, room[queue]) if queue in room else limit
             if cap > 0:
                 candidates += conn.execute(_CANDIDATES, (name, queue, now, cap)).fetchall()
     if not candidates:
-        return []
+        return _Claimed([], expired, None)
     chosen = rules.choose(((p, r, seq, q, seq) for p, r, seq, q in candidates), limit, room)
+    return _Claimed(_take(conn, request, chosen), expired, None)
+
+
+def _take(conn: sqlite3.Connection, request: ClaimRequest, chosen: Sequence[int]) -> list[ClaimedJob]:
+    """Claim the rows ``chosen`` (their seqs)."""
     lease = request.lease
     rows = conn.execute(
         _CLAIM,
         {
-            "now": now,
+            "now": request.now,
             "worker": request.worker,
             "fixed": lease.fixed,
             "without": lease.without_timeout,
@@ -450,10 +528,68 @@ def _claim(
     return [_claimed(row) for row in rows]
 
 
+def _claim_limited(
+    conn: sqlite3.Connection,
+    request: ClaimRequest,
+    names: Iterable[str] | None,
+    limits: flow.Limits,
+    paused: set[str],
+    expired: list[ExpiredJob],
+) -> _Claimed:
+    """A claim under global limits (``jobrunner.flow``). Writers are serialized
+    (BEGIN IMMEDIATE): the running counts and rate counters read here cannot
+    change before this transaction commits, in this process or any other."""
+    now, limit = request.now, request.limit
+    queue_room, name_room = flow.room(
+        limits,
+        _running_counts(conn, "queue", limits.queues) if limits.queues else {},
+        _running_counts(conn, "name", limits.names) if limits.names else {},
+    )
+    room = dict(request.queue_room)
+    for queue, n in queue_room.items():
+        room[queue] = min(room.get(queue, n), n)
+    counters: dict[str, flow.Window] = {}
+    excluded: list[flow.Exclusion] = []
+    if limits.rates:
+        counters = {scope: (start, used) for scope, start, used in conn.execute(_RATES)}
+        excluded = flow.exclusions(limits, counters, now)
+    candidates: list[tuple[int, float, int, str, str, str | None, int]] = []
+    only = request.queues
+    for name in _due_names(conn) if names is None else names:
+        name_cap = name_room.get(name, limit)
+        if name_cap <= 0:
+            continue
+        for queue in _due_queues(conn, name) if only is None else only:
+            if paused and queue in paused:
+                continue
+            cap = min(limit, room[queue]) if queue in room else limit
+            cap = min(cap, name_cap)
+            matching = [
+                x
+                for x in excluded
+                if (x.queue is None or x.queue == queue) and (x.name is None or x.name == name)
+            ]
+            if cap <= 0 or any(x.workspace is None for x in matching):
+                continue  # full, or a rate scope of the whole queue or name is spent
+            rows = conn.execute(
+                _CANDIDATES_LIMITED, (name, queue, now, dumps([x.workspace for x in matching]), cap)
+            )
+            candidates += [(p, r, seq, queue, name, ws, seq) for p, r, seq, ws in rows.fetchall()]
+    wake_at = flow.spent_wake(limits, counters, now) if excluded else None
+    if not candidates:
+        return _Claimed([], expired, wake_at)
+    plan = flow.plan(candidates, limit, limits, room, name_room, counters, now)
+    if plan.counters:
+        conn.executemany(_SPEND, [(scope, start, used) for scope, (start, used) in plan.counters.items()])
+    if plan.wake_at is not None:
+        wake_at = plan.wake_at if wake_at is None else min(wake_at, plan.wake_at)
+    return _Claimed(_take(conn, request, cast("list[int]", plan.chosen)), expired, wake_at)
+
+
 def _claimed(row: tuple[Any, ...]) -> ClaimedJob:
     (
         priority, run_at, _, job_id, name, queue, max_attempts, timeout, key, workspace_id,
-        enqueued_at, trigger, payload, headers, meta, attempts, token,
+        enqueued_at, trigger, payload, headers, meta, attempts, token, expires_at,
     ) = row  # fmt: skip
     decode_error = None
     try:
@@ -469,7 +605,7 @@ def _claimed(row: tuple[Any, ...]) -> ClaimedJob:
     spec = _new_tuple(
         JobSpec,
         (job_id, name, args, kwargs, queue, priority, max_attempts, timeout, key, workspace_id,
-         enqueued_at, run_at, trigger, headers, meta),
+         enqueued_at, run_at, trigger, headers, meta, expires_at),
     )  # fmt: skip
     return _new_tuple(ClaimedJob, (spec, attempts, token, trigger, run_at, decode_error))
 
@@ -722,6 +858,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result, error_type,
         error_message, error_traceback, worker, cancel_requested, headers, meta, history, result_error,
         progress,
+        expires_at,
     ) = row  # fmt: skip
     try:
         args, kwargs = _decode_payload(payload)
@@ -767,6 +904,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         history=tuple(entries),
         result_error=result_error,
         progress=None if progress is None else Progress(*loads(progress)),
+        expires_at=expires_at,
     )
 
 
@@ -1045,6 +1183,8 @@ class SQLiteStore:
         self._listeners: list[Callable[[], None]] = []
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._seen: dict[str, tuple[frozenset[str] | None, float]] = {}
+        self._limited = False  # a claim with global limits was made here
+        self._rate_wake: float | None = None  # when the last claim's spent rate window ends
         self._leader_locks = _LeaderLocks(path)
         # Taking the lock file is a system call: followers may look often.
         self.leader_poll_interval: float | None = defaults.LEADER_POLL if _HAVE_FLOCK else None
@@ -1287,7 +1427,16 @@ class SQLiteStore:
             listed = sorted(names) if names is not None else []
             record_seen = (worker, dumps(listed), request.now)
             self._seen[worker] = (names, request.now)
-        return await self._write("claim", _claim, request, names, record_seen)
+        if request.limits:
+            self._limited = True
+        claimed, expired, wake_at = await self._write("claim", _claim, request, names, record_seen)
+        if request.limits and request.limits.rates:
+            self._rate_wake = wake_at
+        if expired:
+            self._finished(job.id for job in expired)
+            if request.on_expired is not None:
+                request.on_expired(expired)
+        return claimed
 
     async def extend_leases(
         self, leases: Sequence[tuple[str, int]], now: float, terms: LeaseTerms
@@ -1303,18 +1452,24 @@ class SQLiteStore:
         lost, final, ready = await self._write("record outcomes", _settle, outcomes, results)
         if final and self._waiters:
             self._finished(final)
-        if ready:
+        if ready or self._limited:
+            # With global limits, a job ending frees room for this process's runners.
             self._notify()
         return lost
 
     async def next_run_at(self, now: float) -> float | None:
-        """The earliest ``run_at`` after ``now`` of jobs not yet due (from the delayed index)."""
-        return await self._read(
+        """The earliest ``run_at`` after ``now`` of jobs not yet due (from the delayed index),
+        or the end of a rate window that held jobs back at this process's last claim."""
+        next_at: float | None = await self._read(
             "find the next delayed job",
             lambda conn: conn.execute(
                 "SELECT min(run_at) FROM jobrunner_jobs WHERE due = 0 AND run_at > ?", (now,)
             ).fetchone()[0],
         )
+        rate_wake = self._rate_wake
+        if rate_wake is not None and rate_wake > now:
+            return rate_wake if next_at is None else min(next_at, rate_wake)
+        return next_at
 
     # maintenance -------------------------------------------------------------
     async def rescue_expired(self, now: float) -> list[RescuedJob]:
@@ -1512,3 +1667,36 @@ class SQLiteStore:
             ).fetchall(),
         )
         return [LeaderInfo(*row) for row in rows]
+
+    # flow control ------------------------------------------------------------------
+    async def pause_queue(self, queue: str, now: float) -> bool:
+        """Record the pause; every claim (in any process) reads it in its transaction."""
+        paused: bool = await self._write(
+            "pause a queue",
+            lambda conn: (
+                conn.execute(
+                    "INSERT INTO jobrunner_paused (queue, paused_at) VALUES (?, ?) ON CONFLICT (queue) DO NOTHING",
+                    (queue, now),
+                ).rowcount
+                == 1
+            ),
+        )
+        return paused
+
+    async def resume_queue(self, queue: str) -> bool:
+        """Delete the pause and wake this process's runners (others poll)."""
+        resumed: bool = await self._write(
+            "resume a queue",
+            lambda conn: conn.execute("DELETE FROM jobrunner_paused WHERE queue = ?", (queue,)).rowcount == 1,
+        )
+        if resumed:
+            self._notify()
+        return resumed
+
+    async def paused_queues(self) -> dict[str, float]:
+        """Paused queues and when each was paused."""
+        rows = await self._read(
+            "read paused queues",
+            lambda conn: conn.execute("SELECT queue, paused_at FROM jobrunner_paused").fetchall(),
+        )
+        return dict(rows)
