@@ -12,6 +12,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from jobrunner import defaults
 from jobrunner.handle import JobHandle
+from jobrunner.models import ParentFailure
 from jobrunner.resources import Resource, WithResources
 from jobrunner.retry import Backoff, BackoffLike, ExponentialBackoff, as_backoff
 
@@ -93,9 +94,22 @@ class EnqueueOptions:
     retries: int | None = None
     connection: Any = None
     """A store-specific connection to enqueue within (PostgreSQL transactional enqueue)."""
+    after: tuple[str, ...] = ()
+    """Ids of the jobs this one waits for (``after=``), without repeats."""
+    on_parent_failure: ParentFailure = ParentFailure.CANCEL
 
     def __post_init__(self) -> None:
         where = "options()"
+        if self.after and self.key is not None:
+            raise ValueError(
+                f"{where}: key= cannot be combined with after= (a job waiting for its parents holds no "
+                f"key); deduplicate the parents instead"
+            )
+        if not isinstance(self.on_parent_failure, ParentFailure):
+            raise ValueError(
+                f"{where}: on_parent_failure={self.on_parent_failure!r} must be one of "
+                f"{', '.join(repr(p.value) for p in ParentFailure)}"
+            )
         if self.priority is not None:
             check_priority(self.priority, where)
         if self.delay is not None:
@@ -279,13 +293,31 @@ class JobHost(Protocol):
 
 
 class Call(Generic[P]):
-    """One call of a job, for ``enqueue_many``: ``resize.call(42, width=400)``."""
+    """One call of a job: ``resize.call(42, width=400)``, for ``enqueue_many``, and
+    for ``runner.chain`` and ``runner.group``, which read the job it calls."""
 
-    __slots__ = ("args", "kwargs")
+    __slots__ = ("args", "job", "kwargs")
 
     def __init__(self, *args: P.args, **kwargs: P.kwargs) -> None:
         self.args: tuple[Any, ...] = args
         self.kwargs: dict[str, Any] = kwargs
+        self.job: BoundJob[Any, Any] | None = None
+        """The job (with its options) that made this call; None for a bare ``Call(...)``."""
+
+
+def _after_ids(after: Iterable[JobHandle[Any] | str] | JobHandle[Any] | str) -> tuple[str, ...]:
+    """Parent ids from handles or ids, in order, without repeats."""
+    if isinstance(after, str | JobHandle):
+        after = (after,)
+    ids: dict[str, None] = {}
+    for parent in after:
+        if isinstance(parent, JobHandle):
+            ids[parent.id] = None
+        elif isinstance(parent, str) and parent:
+            ids[parent] = None
+        else:
+            raise TypeError(f"after=: {parent!r} is neither a JobHandle nor a job id")
+    return tuple(ids)
 
 
 def _normalise_calls(
@@ -327,6 +359,23 @@ class BoundJob(Generic[P, R]):
         """Enqueue many calls in one store round trip; handles in the same order."""
         return await self._host.submit(self._definition, _normalise_calls(calls), self._options)
 
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call[P]:
+        """A typed call, with this job and its options, for ``enqueue_many``,
+        ``runner.chain`` and ``runner.group``."""
+        made: Call[P] = Call(*args, **kwargs)
+        made.job = self
+        return made
+
+    @property
+    def definition(self) -> JobDefinition:
+        """The registered definition."""
+        return self._definition
+
+    @property
+    def enqueue_options(self) -> EnqueueOptions:
+        """The per-call options this job enqueues with."""
+        return self._options
+
 
 class Job(BoundJob[P, R]):
     """What ``@runner.job`` returns: the handler, plus ways to enqueue it."""
@@ -341,11 +390,6 @@ class Job(BoundJob[P, R]):
     def name(self) -> str:
         """The registered name."""
         return self._definition.name
-
-    @property
-    def definition(self) -> JobDefinition:
-        """The registered definition."""
-        return self._definition
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Call the handler directly, bypassing the runner (handy in unit tests).
@@ -364,10 +408,6 @@ class Job(BoundJob[P, R]):
             )
         return definition.fn(*args, **kwargs)
 
-    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call[P]:
-        """A typed call for ``enqueue_many``."""
-        return Call(*args, **kwargs)
-
     def options(
         self,
         *,
@@ -381,12 +421,21 @@ class Job(BoundJob[P, R]):
         timeout: float | None = _UNSET,
         retries: int | None = None,
         connection: Any = None,
+        after: Iterable[JobHandle[Any] | str] | JobHandle[Any] | str = (),
+        on_parent_failure: ParentFailure | str = ParentFailure.CANCEL,
     ) -> BoundJob[P, R]:
         """Per-call options; ValueError for invalid ones.
 
         ``delay`` (seconds) or ``run_at`` (aware datetime or epoch seconds) defer the
         job; ``key`` makes the enqueue idempotent while a job with that key is active;
         ``block=False`` raises QueueFull instead of waiting for room.
+
+        ``after``: handles (or ids) of jobs this one waits for; it runs once all
+        of them succeeded, and reads their results with
+        ``current_job().parent_results()``. ``on_parent_failure``: what a parent
+        ending dead or cancelled does to it: ``"cancel"`` (default) cancels it,
+        ``"dead"`` dead-letters it, ``"run"`` runs it anyway once every parent
+        ended; the first two carry on to its own dependents.
         """
         return BoundJob(
             self._host,
@@ -402,11 +451,23 @@ class Job(BoundJob[P, R]):
                 timeout=timeout,
                 retries=retries,
                 connection=connection,
+                after=_after_ids(after),
+                on_parent_failure=_policy(on_parent_failure),
             ),
         )
 
     def __repr__(self) -> str:
         return f"<Job {self.name}>"
+
+
+def _policy(value: ParentFailure | str) -> ParentFailure:
+    try:
+        return ParentFailure(value)
+    except ValueError:
+        raise ValueError(
+            f"options(): on_parent_failure={value!r} must be one of "
+            f"{', '.join(repr(p.value) for p in ParentFailure)}"
+        ) from None
 
 
 def make_options(

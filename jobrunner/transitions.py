@@ -97,7 +97,6 @@ __all__ = [
     "LogLine",
     "admits",
     "after",
-    "parent_ended",
     "cancelled",
     "choose",
     "claimed",
@@ -106,6 +105,7 @@ __all__ = [
     "extended",
     "holds",
     "lease_expired",
+    "parent_ended",
     "prunable",
     "ready",
     "requeued",
@@ -203,7 +203,9 @@ def parent_failed(parent_id: str, parent_status: str) -> ErrorInfo:
     )
 
 
-def after(spec: JobSpec, now: float, ended: Iterable[tuple[str, str]], waiting: int, on_failure: str) -> Change:
+def after(
+    spec: JobSpec, now: float, ended: Iterable[tuple[str, str]], waiting: int, on_failure: str
+) -> Change:
     """The state of a job just enqueued after parents.
 
     ``ended``: ``(parent id, final status)`` of the parents that already ended;
@@ -235,7 +237,9 @@ def parent_ended(
     return Change(state._replace(status=status), ((now, status, 0, None, UNBLOCKED_NOTE),))
 
 
-def _failed_by_parent(state: JobState, now: float, parent_id: str, parent_status: str, on_failure: str) -> Change:
+def _failed_by_parent(
+    state: JobState, now: float, parent_id: str, parent_status: str, on_failure: str
+) -> Change:
     status = DEAD if on_failure == DEAD_ON_FAILURE else CANCELLED
     new = state._replace(status=status, finished_at=now, error=parent_failed(parent_id, parent_status))
     return Change(new, ((now, status, state.attempts, None, f"parent {parent_id} {parent_status}"),))

@@ -22,13 +22,19 @@ async def status(store: Store, job_id: str) -> JobStatus:
     return record.status
 
 
-async def run(store: Store, job_id: str, kind: OutcomeKind = OutcomeKind.SUCCEEDED, result: Any = None) -> None:
+async def run(
+    store: Store, job_id: str, kind: OutcomeKind = OutcomeKind.SUCCEEDED, result: Any = None
+) -> None:
     """Claim ``job_id`` (it must be the only ready job) and settle it."""
     (claimed,) = await store.claim(request(limit=1))
     assert claimed.spec.id == job_id
     error = None if kind is OutcomeKind.SUCCEEDED else BOOM
     lost = await store.settle(
-        [Outcome(job_id, claimed.token, kind, NOW + 1, result if kind is OutcomeKind.SUCCEEDED else None, error)],
+        [
+            Outcome(
+                job_id, claimed.token, kind, NOW + 1, result if kind is OutcomeKind.SUCCEEDED else None, error
+            )
+        ],
         "w1",
     )
     assert lost == []
@@ -87,7 +93,9 @@ async def test_parents_that_already_succeeded_count_at_enqueue(store: Store) -> 
 @pytest.mark.parametrize(
     ("policy", "ends"), [(CANCEL, JobStatus.CANCELLED), (DEAD, JobStatus.DEAD), (RUN, JobStatus.QUEUED)]
 )
-async def test_a_dead_parent_ends_its_child_per_the_policy(store: Store, policy: str, ends: JobStatus) -> None:
+async def test_a_dead_parent_ends_its_child_per_the_policy(
+    store: Store, policy: str, ends: JobStatus
+) -> None:
     parent, child = spec(max_attempts=1), spec()
     await store.enqueue([parent], NOW)
     await store.enqueue_after([child], [Dependency((parent.id,), policy)], NOW)

@@ -834,9 +834,8 @@ class MemoryStore:
         if new.status in _WAITING:
             self._pending += 1
             self._file(state, now)
-        elif new.status in _FINAL:
-            if new.status != _DEAD:
-                self._finished.append(state)
+        elif new.status in _FINAL and new.status != _DEAD:
+            self._finished.append(state)
 
     async def parent_outcomes(self, job_id: str) -> list[ParentOutcome]:
         """As recorded when each parent ended."""
@@ -846,9 +845,7 @@ class MemoryStore:
         if waits is None:
             return []
         return [
-            ParentOutcome(
-                outcome.id, outcome.name, outcome.status, _copy(outcome.result), outcome.error
-            )
+            ParentOutcome(outcome.id, outcome.name, outcome.status, _copy(outcome.result), outcome.error)
             if (outcome := waits.ended.get(parent_id)) is not None
             else ParentOutcome(parent_id, name, None)
             for parent_id, name in waits.names.items()
