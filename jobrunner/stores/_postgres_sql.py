@@ -268,7 +268,9 @@ DECLARE
 BEGIN
     WHILE v_i <= cardinality(v_ids) LOOP
         FOR v_edge IN
-            SELECT child, position, status FROM {{s}}.edges WHERE parent = v_ids[v_i] FOR UPDATE
+            -- In the order the children were enqueued, as every store tells them.
+            SELECT e.child, e.position, e.status FROM {{s}}.edges e JOIN {{s}}.jobs j ON j.id = e.child
+            WHERE e.parent = v_ids[v_i] ORDER BY j.seq FOR UPDATE OF e
         LOOP
             -- Its latest end (a requeued parent ends again); counted the first time only.
             UPDATE {{s}}.edges SET status = v_status[v_i], result = v_result[v_i]::json,
@@ -517,13 +519,15 @@ _SETTLED_STATUS = """CASE
 _AS_ITSELF = "NOT (j.cancel_requested AND u.kind IN ('retry', 'dead', 'released'))"
 
 # Jobs others wait on (dependents) that just ended tell their children, in the
-# same statement; {ended} is the CTE of the rows changed, channel and payload
+# same statement, in the order the store changed them ({order}: the outcomes'
+# order, or lease order for a rescue); {ended} is the CTE of the rows changed, channel and payload
 # are $11 and $12 in the settle and $3 and $4 in the rescue. Without such a job,
 # HAVING leaves no row and the function is not called.
 _TOLD = """, told AS (
-    SELECT {{s}}.tell_children(array_agg(id), array_agg(status), array_agg(result_text),
-        array_agg(CASE WHEN status <> 'succeeded' THEN error_type END),
-        array_agg(CASE WHEN status <> 'succeeded' THEN error_message END),
+    SELECT {{s}}.tell_children(array_agg(id ORDER BY {order}), array_agg(status ORDER BY {order}),
+        array_agg(result_text ORDER BY {order}),
+        array_agg(CASE WHEN status <> 'succeeded' THEN error_type END ORDER BY {order}),
+        array_agg(CASE WHEN status <> 'succeeded' THEN error_message END ORDER BY {order}),
         {at}, {channel}, {payload}) AS ready
     FROM {ended} WHERE dependents AND status IN ('succeeded', 'dead', 'cancelled') HAVING count(*) > 0
 )"""
@@ -556,14 +560,14 @@ UPDATE {{s}}.jobs j SET
                  ELSE '{rules.CANCEL_WINS_NOTE}; ' || u.note END)) END
 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::float8[], $5::float8[], $6::text[], $7::text[],
             $8::text[], $9::text[], $10::text[])
-     AS u(id, token, kind, at, retry_at, result, error_type, error_message, error_traceback, note)
+     WITH ORDINALITY AS u(id, token, kind, at, retry_at, result, error_type, error_message, error_traceback, note, ord)
 WHERE j.id = u.id AND j.token = u.token AND j.status = 'running'
-RETURNING j.id, j.token, j.status, j.dependents, u.at,
+RETURNING j.id, j.token, j.status, j.dependents, u.at, u.ord,
     CASE WHEN j.dependents THEN j.result::text END AS result_text, j.error_type, j.error_message
 ), logged AS (
     INSERT INTO {{s}}.admission_log
     SELECT count(*) FROM settled WHERE status IN ('queued', 'retrying') HAVING count(*) > 0
-){_TOLD.format(ended="settled", at="max(at)", channel="$11", payload="$12")}
+){_TOLD.format(ended="settled", order="ord", at="max(at)", channel="$11", payload="$12")}
 SELECT id, token, status,
        (SELECT count(pg_notify($11, $12)) FROM (
             SELECT 1 FROM settled WHERE status IN ('queued', 'retrying') LIMIT 1) AS requeued),
@@ -584,13 +588,13 @@ _COUNT_PENDING = f"SELECT count(*) FROM {{s}}.jobs WHERE status IN {_WAITING_SQL
 
 _RESCUE = f"""
 WITH expired AS (
-    SELECT id,
+    SELECT id, lease_expires_at AS lease,
            CASE WHEN cancel_requested THEN 'cancelled'
                 WHEN attempts >= max_attempts THEN 'dead'
                 ELSE 'retrying' END AS status
     FROM {{s}}.jobs
     WHERE status = 'running' AND lease_expires_at < $1
-    ORDER BY lease_expires_at
+    ORDER BY lease_expires_at, seq
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), rescued AS (
@@ -613,11 +617,11 @@ UPDATE {{s}}.jobs j SET
         jsonb_build_array($1, e.status, j.attempts, j.worker, '{rules.LEASE_EXPIRED_NOTE}'))
 FROM expired e WHERE j.id = e.id
 RETURNING j.id, j.name, j.attempts, j.status, j.dependents, NULL::text AS result_text, j.error_type,
-    j.error_message
+    j.error_message, e.lease, j.seq
 ), logged AS (
     INSERT INTO {{s}}.admission_log
     SELECT count(*) FROM rescued WHERE status = 'retrying' HAVING count(*) > 0
-){_TOLD.format(ended="rescued", at="$1", channel="$3", payload="$4")}
+){_TOLD.format(ended="rescued", order="lease, seq", at="$1", channel="$3", payload="$4")}
 SELECT id, name, attempts, status,
        (SELECT count(pg_notify($3, $4)) FROM (
             SELECT 1 FROM rescued WHERE status = 'retrying' LIMIT 1) AS requeued),

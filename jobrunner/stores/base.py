@@ -196,7 +196,8 @@ class Store(Protocol):
         """``enqueue``, each job waiting for the parents of its ``Dependency`` (same order).
 
         All or none, in one transaction. A parent may be an earlier job of the
-        same batch (a chain). Per ``transitions.after``: a job with a parent
+        same batch (a chain); one answered by the holder of its key makes its
+        children wait on that holder. Per ``transitions.after``: a job with a parent
         not yet ended is BLOCKED, which no claim takes; a parent that already
         ended counts as it ended. From then on, whenever a parent ends (any
         settle, rescue or cancel that makes it final), the same transaction

@@ -695,7 +695,10 @@ class MemoryStore:
         """Retry, dead-letter or cancel running jobs whose lease ran out."""
         rescued: list[RescuedJob] = []
         jobs = self._jobs
-        expired = [jobs[i] for i in self._running if jobs[i][LEASE] < now]
+        # In lease order (then enqueue order), as every store rescues.
+        expired = sorted(
+            (jobs[i] for i in self._running if jobs[i][LEASE] < now), key=lambda s: (s[LEASE], s[SEQ])
+        )
         for state in expired:
             spec = state[SPEC]
             del self._running[spec[_ID]]
@@ -790,15 +793,17 @@ class MemoryStore:
             if not rules.admits(pending, created, max_pending):
                 raise QueueFull(pending, max_pending)
         out: list[Enqueued] = []
+        alias: dict[str, str] = {}  # a job of the batch answered by its key's holder -> the holder
         for spec, dependency in zip(jobs, after, strict=True):
             key = spec.key
             if key is not None:
                 existing = self._keys.get(key)
                 if existing is not None:
                     out.append(Enqueued(existing, False))
+                    alias[spec.id] = existing
                     continue
                 self._keys[key] = spec.id
-            parents = tuple(dict.fromkeys(dependency.parents))
+            parents = tuple(dict.fromkeys(alias.get(p, p) for p in dependency.parents))
             if not parents:
                 self._add(spec, rules.Change(rules.enqueued(spec, now)), now)
                 out.append(Enqueued(spec.id, True))

@@ -1084,12 +1084,16 @@ class PostgresStore:
             if not admitted:
                 raise QueueFull(pending, max_pending)
         out: list[Enqueued] = []
+        alias: dict[str, str] = {}  # a job of the batch answered by its key's holder -> the holder
         for i, (spec, dependency) in enumerate(zip(jobs, after, strict=True)):
             row = [column[i] for column in columns]
             if not dependency.parents:
-                out += await self._insert(conn, [spec], [[value] for value in row], now, notify_payload)
+                (answer,) = await self._insert(conn, [spec], [[value] for value in row], now, notify_payload)
+                if not answer.created:
+                    alias[spec.id] = answer.id
+                out.append(answer)
                 continue
-            parents = list(dict.fromkeys(dependency.parents))
+            parents = list(dict.fromkeys(alias.get(p, p) for p in dependency.parents))
             await conn.fetch(self._sql.lock_parents, parents)
             found = {r[0]: r for r in await conn.fetch(self._sql.flag_parents, parents)}
             for parent_id in parents:

@@ -328,7 +328,9 @@ SELECT seq, id, name, key, max_attempts, status, attempts, token, trigger, run_a
 FROM jobrunner_jobs
 """
 _RUNNING_OF = _STATE + "WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running'"
-_EXPIRED = _STATE + "WHERE status = 'running' AND lease_until < ?"
+# In lease order (then enqueue order), as every store rescues: the order in which
+# rescued parents tell their children.
+_EXPIRED = _STATE + "WHERE status = 'running' AND lease_until < ? ORDER BY lease_until, seq"
 _STATE_OF = _STATE + "WHERE id = ?"
 
 _SUCCEED = """
@@ -643,7 +645,8 @@ def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ..
     )
 
 
-_EDGES_OF = "SELECT child, position, status FROM jobrunner_edges WHERE parent = ?"
+# A parent's children in the order they were enqueued (rowid: insertion order).
+_EDGES_OF = "SELECT child, position, status FROM jobrunner_edges WHERE parent = ? ORDER BY rowid"
 _RECORD_EDGE = """
 UPDATE jobrunner_edges SET status = ?, result = ?, error_type = ?, error_message = ? WHERE child = ? AND position = ?
 """
@@ -669,9 +672,9 @@ def _tell_children(conn: sqlite3.Connection, parent_id: str, now: float, ended: 
     ended, and transitively for children that end too; ``ended`` collects those.
     Returns True if a child became ready to run."""
     ready = False
-    work = [parent_id]
+    work = [parent_id]  # breadth first, as every store tells them
     while work:
-        parent = work.pop()
+        parent = work.pop(0)
         outcome = _outcome_columns(conn.execute(_ENDED_AS, (parent,)).fetchone())
         for child_id, position, before in conn.execute(_EDGES_OF, (parent,)).fetchall():
             conn.execute(_RECORD_EDGE, (*outcome, child_id, position))  # its latest end
@@ -717,11 +720,15 @@ def _enqueue_after(
         _admit(conn, len(specs), max_pending)  # blocked ones included (see Store.enqueue_after)
     out: list[Enqueued] = []
     ended: list[str] = []
+    alias: dict[str, str] = {}  # a job of the batch answered by its key's holder -> the holder
     for spec, dependency in zip(specs, after, strict=True):
         if not dependency.parents:
-            out += _insert_rows(conn, (_encode_spec(spec, now),))
+            (answer,) = _insert_rows(conn, (_encode_spec(spec, now),))
+            if not answer.created:
+                alias[spec.id] = answer.id
+            out.append(answer)
             continue
-        parents = tuple(dict.fromkeys(dependency.parents))
+        parents = tuple(dict.fromkeys(alias.get(p, p) for p in dependency.parents))
         outcomes: list[tuple[str, str, tuple[str, str | None, str | None, str | None] | None]] = []
         for parent_id in parents:
             name, status = conn.execute(
