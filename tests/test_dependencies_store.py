@@ -225,3 +225,104 @@ async def test_a_job_without_parents_has_no_parent_outcomes(store: Store) -> Non
     assert await store.parent_outcomes(job.id) == []
     with pytest.raises(JobNotFound):
         await store.parent_outcomes("no-such-job")
+
+
+async def test_a_rescued_parent_that_used_its_attempts_ends_its_children(store: Store) -> None:
+    parent, child = spec(max_attempts=1, timeout=1.0), spec()
+    await store.enqueue([parent], NOW)
+    await store.enqueue_after([child], [Dependency((parent.id,), DEAD)], NOW)
+    await store.claim(request())
+
+    (rescued,) = await store.rescue_expired(NOW + 1_000)
+
+    assert rescued.status is JobStatus.DEAD
+    record = await store.get(child.id)
+    assert record is not None and record.status is JobStatus.DEAD
+    (outcome,) = await store.parent_outcomes(child.id)
+    assert outcome.error is not None and outcome.error.type == "LeaseExpired"
+
+
+async def test_a_rescued_parent_that_will_retry_keeps_its_children_blocked(store: Store) -> None:
+    parent, child = spec(max_attempts=2, timeout=1.0), spec()
+    await store.enqueue([parent], NOW)
+    await store.enqueue_after([child], [Dependency((parent.id,))], NOW)
+    await store.claim(request())
+
+    await store.rescue_expired(NOW + 1_000)
+
+    assert await status(store, child.id) is JobStatus.BLOCKED
+
+
+async def test_a_running_parent_cancelled_then_settled_cancels_its_children(store: Store) -> None:
+    parent, child = spec(), spec()
+    await store.enqueue([parent], NOW)
+    await store.enqueue_after([child], [Dependency((parent.id,))], NOW)
+    (claimed,) = await store.claim(request())
+    assert await store.cancel(parent.id, NOW) is JobStatus.RUNNING
+    assert await status(store, child.id) is JobStatus.BLOCKED  # the parent has not ended yet
+
+    await store.settle([Outcome(parent.id, claimed.token, OutcomeKind.RETRY, NOW + 1, None, BOOM)], "w1")
+
+    assert await status(store, parent.id) is JobStatus.CANCELLED  # cancel wins over the retry
+    assert await status(store, child.id) is JobStatus.CANCELLED
+
+
+async def test_a_retried_parent_keeps_its_children_waiting(store: Store) -> None:
+    parent, child = spec(), spec()
+    await store.enqueue([parent], NOW)
+    await store.enqueue_after([child], [Dependency((parent.id,))], NOW)
+    (claimed,) = await store.claim(request())
+
+    await store.settle([Outcome(parent.id, claimed.token, OutcomeKind.RETRY, NOW + 1, None, BOOM, NOW)], "w1")
+
+    assert await status(store, child.id) is JobStatus.BLOCKED
+    await run(store, parent.id, result=1)
+    assert await status(store, child.id) is JobStatus.QUEUED
+
+
+async def test_pruning_a_parent_keeps_what_its_child_read_and_pruning_the_child_forgets_it(
+    store: Store,
+) -> None:
+    parent, child = spec(), spec()
+    await store.enqueue([parent], NOW)
+    await store.enqueue_after([child], [Dependency((parent.id,))], NOW)
+    await run(store, parent.id, result="kept")
+
+    assert await store.prune(NOW + 10, 100) == 1
+    assert await store.get(parent.id) is None
+    assert [o.result for o in await store.parent_outcomes(child.id)] == ["kept"]
+
+    await run(store, child.id)
+    assert await store.prune(NOW + 10, 100) == 1
+    with pytest.raises(JobNotFound):
+        await store.parent_outcomes(child.id)
+
+
+async def test_one_settle_ending_two_parents_of_a_child_unblocks_it_once(store: Store) -> None:
+    first, second, child = spec(), spec(), spec()
+    await store.enqueue([first, second], NOW)
+    await store.enqueue_after([child], [Dependency((first.id, second.id))], NOW)
+    a, b = await store.claim(request())
+
+    await store.settle(
+        [
+            Outcome(a.spec.id, a.token, OutcomeKind.SUCCEEDED, NOW + 1, "a"),
+            Outcome(b.spec.id, b.token, OutcomeKind.SUCCEEDED, NOW + 1, "b"),
+        ],
+        "w1",
+    )
+
+    assert await status(store, child.id) is JobStatus.QUEUED
+    assert [c.spec.id for c in await store.claim(request())] == [child.id]
+    assert [o.result for o in await store.parent_outcomes(child.id)] == ["a", "b"]
+
+
+async def test_a_parent_named_twice_counts_once(store: Store) -> None:
+    parent, child = spec(), spec()
+    await store.enqueue([parent], NOW)
+    await store.enqueue_after([child], [Dependency((parent.id, parent.id))], NOW)
+
+    await run(store, parent.id, result=5)
+
+    assert await status(store, child.id) is JobStatus.QUEUED
+    assert [o.result for o in await store.parent_outcomes(child.id)] == [5]
