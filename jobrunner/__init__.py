@@ -24,15 +24,24 @@ from jobrunner.errors import (
     JobNotFound,
     JobrunnerError,
     JobTimeout,
+    ParentFailed,
     QueueFull,
     ResourceError,
     Retry,
     StoreError,
     UnknownJob,
 )
-from jobrunner.handle import JobHandle
+from jobrunner.handle import Group, JobHandle
 from jobrunner.hooks import JobHooks, Middleware
-from jobrunner.models import ErrorInfo, HistoryEntry, JobRecord, JobStatus, Trigger
+from jobrunner.models import (
+    ErrorInfo,
+    HistoryEntry,
+    JobRecord,
+    JobStatus,
+    ParentFailure,
+    ParentOutcome,
+    Trigger,
+)
 from jobrunner.observability import Instrumentation, JobContextFilter
 from jobrunner.registry import BoundJob, Call, Job
 from jobrunner.resources import Resource, WithResources, uses
@@ -52,6 +61,7 @@ __all__ = [
     "ErrorInfo",
     "ExponentialBackoff",
     "FixedBackoff",
+    "Group",
     "Health",
     "HistoryEntry",
     "Instrumentation",
@@ -70,6 +80,9 @@ __all__ = [
     "JobrunnerError",
     "MemoryStore",
     "Middleware",
+    "ParentFailed",
+    "ParentFailure",
+    "ParentOutcome",
     "QueueFull",
     "Resource",
     "ResourceError",

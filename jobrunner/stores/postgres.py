@@ -1085,6 +1085,7 @@ class PostgresStore:
                 raise QueueFull(pending, max_pending)
         out: list[Enqueued] = []
         alias: dict[str, str] = {}  # a job of the batch answered by its key's holder -> the holder
+        woke = False  # a job with parents went in ready to run
         for i, (spec, dependency) in enumerate(zip(jobs, after, strict=True)):
             row = [column[i] for column in columns]
             if not dependency.parents:
@@ -1130,6 +1131,9 @@ class PostgresStore:
                 [e[5] for e in edges],
             )
             out.append(Enqueued(spec.id, True))
+            woke = woke or new.status in rules.WAITING
+        if woke:  # delivered at commit, to every process (plain jobs notified by their insert)
+            await conn.execute("SELECT pg_notify($1, $2)", self._channel, notify_payload)
         return out
 
     async def parent_outcomes(self, job_id: str) -> list[ParentOutcome]:
