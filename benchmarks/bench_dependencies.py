@@ -1,5 +1,5 @@
-"""Dependencies: what ``after=``, chains and groups cost, and proof that jobs
-enqueued without them cost what they cost before.
+"""Dependencies and batch handlers: what ``after=``, chains, groups and
+``batch=`` cost, and proof that jobs using none of them cost what they cost before.
 
 Two tables, every figure from a fresh interpreter, contenders alternating over
 rounds, medians:
@@ -14,9 +14,9 @@ rounds, medians:
   ratio this / base is the figure to read: within the noise of the machine
   (a few percent on a shared VM) means unchanged.
 * dependencies (this tree): the same no-op jobs enqueued as chains of 10
-  (``runner.chain``), as groups of 100 plus a callback (``runner.group``), and,
-  for reference, plainly with ``enqueue_many`` of 100; timed from the first
-  enqueue until every job ran.
+  (``runner.chain``), as groups of 100 plus a callback (``runner.group``), as
+  calls of a ``batch=100`` handler, and, for reference, plainly with
+  ``enqueue_many`` of 100; timed from the first enqueue until every job ran.
 
 Usage: python benchmarks/bench_dependencies.py [--quick] [--base REV]
 """
@@ -65,9 +65,16 @@ async def flows(n: int, shape: str, sqlite: bool) -> dict[str, Any]:
         async def noop() -> None:
             pass
 
+        @runner.job(batch=GROUP)
+        async def batched(items: list[None]) -> None:
+            pass
+
         async with runner:
             with Timer() as t:
-                if shape == "plain":
+                if shape == "batch":
+                    for _ in range(0, n, GROUP):
+                        await batched.enqueue_many([(None,)] * GROUP)
+                elif shape == "plain":
                     for _ in range(0, n, GROUP):
                         await noop.enqueue_many([()] * GROUP)
                 elif shape == "chain":
@@ -140,7 +147,7 @@ def main(quick: bool, base: str) -> None:
             rows.append(
                 [contender.label, f"{s.rate:,.0f}", f"{s.rate / samples[0].rate:.3f}", f"{s.cpu_us:.1f}"]
             )
-    print(f"\ndependencies: N={n_flows:,} no-op jobs, enqueued then run to the end")
+    print(f"\ndependencies and batches: N={n_flows:,} no-op jobs, enqueued then run to the end")
     print(table(rows, ["workload", "jobs/s", "x plain", "CPU us/job"]), flush=True)
 
 

@@ -74,6 +74,8 @@ class JobOptions:
     timeout: float | None = defaults.TIMEOUT
     retries: int = defaults.RETRIES
     backoff: Backoff = _DEFAULT_BACKOFF
+    batch: int | None = None
+    """A batch handler: up to this many calls per invocation (``@runner.job(batch=N)``)."""
 
 
 _UNSET: Any = object()
@@ -203,7 +205,7 @@ class _ArgCheck:
 class JobDefinition:
     """A registered handler and everything the runner precomputed about it."""
 
-    __slots__ = ("check_args", "fn", "injected", "is_async", "name", "options", "plain")
+    __slots__ = ("batch", "check_args", "fn", "injected", "is_async", "name", "options", "plain")
 
     def __init__(
         self, name: str, fn: Callable[..., Any] | WithResources[Any, Any], options: JobOptions
@@ -230,7 +232,27 @@ class JobDefinition:
         # The enqueued arguments are what follows the resources (``@uses`` checked
         # that the leading parameters exist).
         public = sig.replace(parameters=list(sig.parameters.values())[len(resources) :])
+        self.batch = options.batch or 0
+        """Most calls per invocation of a batch handler; 0 for a plain handler."""
+        if self.batch:
+            _check_batch_handler(name, public, self.is_async)
+            # Each call enqueues one item; the handler takes the list of them.
+            public = inspect.Signature([inspect.Parameter("item", inspect.Parameter.POSITIONAL_ONLY)])
         self.check_args = _ArgCheck(name, public)
+
+
+def _check_batch_handler(name: str, sig: inspect.Signature, is_async: bool) -> None:
+    kinds = inspect.Parameter
+    required = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if not is_async or len(required) != 1:
+        raise ValueError(
+            f"job {name!r}: a batch handler is an async def taking one argument, the list of the "
+            f"items enqueued (async def {name}(items: list[T]) -> list[R] | None)"
+        )
 
 
 class Registry:
@@ -239,6 +261,7 @@ class Registry:
     def __init__(self) -> None:
         self._defs: dict[str, JobDefinition] = {}
         self._names: frozenset[str] = frozenset()
+        self._batches: dict[str, int] = {}
 
     def add(self, definition: JobDefinition) -> None:
         """Register; ValueError if the name is taken by another function."""
@@ -251,6 +274,10 @@ class Registry:
             )
         self._defs[definition.name] = definition
         self._names = frozenset(self._defs)
+        if definition.batch:
+            self._batches[definition.name] = definition.batch
+        else:
+            self._batches.pop(definition.name, None)
 
     def get(self, name: str) -> JobDefinition | None:
         """The definition, or None."""
@@ -260,6 +287,12 @@ class Registry:
     def definitions(self) -> Mapping[str, JobDefinition]:
         """Definitions by name: a live read-only view (the executor looks up every job here)."""
         return self._defs
+
+    @property
+    def batches(self) -> Mapping[str, int]:
+        """Batch handlers' names and sizes: a live view, empty unless ``batch=`` is used
+        (the worker loop checks only whether it is empty for every other job)."""
+        return self._batches
 
     @property
     def names(self) -> frozenset[str]:
@@ -479,12 +512,16 @@ def make_options(
     backoff: BackoffLike | None,
     default_backoff: Backoff,
     where: str,
+    batch: int | None = None,
 ) -> JobOptions:
     """Validated ``JobOptions`` from decorator arguments."""
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(f"{where}: batch={batch!r} must be an integer >= 1 (calls per invocation)")
     return JobOptions(
         queue=check_queue(queue, where),
         priority=check_priority(priority, where),
         timeout=check_timeout(timeout, where),
         retries=check_retries(retries, where),
         backoff=default_backoff if backoff is None else as_backoff(backoff),
+        batch=batch,
     )

@@ -104,6 +104,12 @@ class _JobDecorator(Protocol):
     def __call__(self, fn: Callable[P, R], /) -> Job[P, R]: ...
 
 
+class _BatchDecorator(Protocol):
+    def __call__(
+        self, fn: Callable[[list[T]], Coroutine[Any, Any, Sequence[R] | None]], /
+    ) -> Job[[T], R]: ...
+
+
 class _CronDecorator(Protocol):
     @overload
     def __call__(self, fn: Job[P, R], /) -> Job[P, R]: ...
@@ -337,7 +343,21 @@ class Runner:
         timeout: float | None = _UNSET,
         retries: int | None = None,
         backoff: BackoffLike | None = None,
+        batch: None = None,
     ) -> _JobDecorator: ...
+
+    @overload
+    def job(
+        self,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        timeout: float | None = _UNSET,
+        retries: int | None = None,
+        backoff: BackoffLike | None = None,
+        batch: int,
+    ) -> _BatchDecorator: ...
 
     def job(
         self,
@@ -349,6 +369,7 @@ class Runner:
         timeout: float | None = _UNSET,
         retries: int | None = None,
         backoff: BackoffLike | None = None,
+        batch: int | None = None,
     ) -> Any:
         """Register a job handler: ``@runner.job`` or ``@runner.job(queue=..., retries=...)``.
 
@@ -358,6 +379,10 @@ class Runner:
         Options: ``name`` (default: the function's name), ``queue``, ``priority``
         (lower runs first), ``timeout`` (seconds, None for none), ``retries`` (extra
         attempts), ``backoff`` (seconds, a function of the attempt, or a policy).
+
+        ``batch=N``: a batch handler, ``async def f(items: list[T]) -> list[R] | None``;
+        each ``f.enqueue(item)`` is its own job, and one invocation gets the
+        items of up to N of them claimed together (see the README's Batch handlers).
         """
 
         def register(fn: Callable[..., Any] | WithResources[Any, Any]) -> Job[Any, Any]:
@@ -373,6 +398,7 @@ class Runner:
                 backoff=backoff,
                 default_backoff=self._backoff,
                 where=where,
+                batch=batch,
             )
             definition = JobDefinition(job_name, fn, options)
             self._resources.check(definition.injected, f"job {job_name!r}", shared=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -78,6 +79,28 @@ async def temporary_schema() -> AsyncIterator[tuple[str, str]]:
         yield dsn, schema
     finally:
         await drop_schema(dsn, schema)
+
+
+@asynccontextmanager
+async def temporary_database() -> AsyncIterator[str]:
+    """The DSN of a fresh database, dropped afterwards.
+
+    For code that uses the default ``jobrunner`` schema (README samples): a
+    schema of that name in the shared test database would be migrated by
+    whichever checkout ran last, and a newer checkout's schema is refused by an
+    older one, so such code gets a database of its own.
+    """
+    dsn = await require_postgres()
+    name = unique_schema()
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield urllib.parse.urlsplit(dsn)._replace(path=f"/{name}").geturl()
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pg_support import postgres_dsn, require_postgres
+from tests.pg_support import temporary_database
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
@@ -40,11 +40,11 @@ def test_the_readme_opens_with_exactly_the_two_commands() -> None:
 @pytest.mark.parametrize("index", range(len(SAMPLES)), ids=lambda i: f"sample{i}")
 async def test_each_python_sample_runs(index: int, tmp_path: Path) -> None:
     code = SAMPLES[index]
-    env = None
     if "postgresql://" in code:
-        await require_postgres()
-        env = {"DATABASE_URL": postgres_dsn()}
-    done = run_sample(code, tmp_path, env)
+        async with temporary_database() as dsn:
+            done = run_sample(code, tmp_path, {"DATABASE_URL": dsn})
+    else:
+        done = run_sample(code, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
