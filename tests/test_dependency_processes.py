@@ -4,7 +4,9 @@ Two worker processes (``tests/procs/dep_worker.py``) run parents and children
 while this process enqueues children after parents that are, at that moment,
 queued, running in either worker, or already ended: a child never starts
 before every parent ended, none is lost, none runs twice, each reads its
-parents' results, and the children of a failed parent are cancelled.
+parents' results, and the children of a failed parent are cancelled. Then
+the same with one worker SIGKILLed mid-run: its jobs come back when their
+leases expire, and only jobs it had started run twice.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ async def wait_for(condition: object, what: str, procs: list[Proc], within: floa
         if answer:
             return
         for proc in procs:
-            if proc.process.poll() is not None:
+            if proc.process.poll() not in (None, -signal.SIGKILL):
                 raise AssertionError(f"{proc.id} exited: {proc.output()}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
@@ -99,21 +101,23 @@ async def postgres_target(tmp_path: Path) -> AsyncIterator[tuple[Store, list[str
         yield PostgresStore(dsn, schema=schema, max_connections=4), ["postgres", dsn, schema]
 
 
+@pytest.mark.parametrize("kill", [False, True], ids=["", "kill -9"])
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_children_start_only_after_their_parents_ended_in_other_processes(
-    kind: str, tmp_path: Path, procs: list[Proc]
+    kind: str, kill: bool, tmp_path: Path, procs: list[Proc]
 ) -> None:
     log = tmp_path / "runs.log"
     target = sqlite_target if kind == "sqlite" else postgres_target
     rng = random.Random(13)
     async with target(tmp_path) as (store, where):
         producer = Runner(store=store, max_pending=None)
-        step = producer.declare("dep_step", retries=0)
-        child = producer.declare("dep_child", retries=0)
+        step = producer.declare("dep_step", retries=3)
+        child = producer.declare("dep_child", retries=3)
         try:
             await store.open()  # the schema, before the workers race to install it
+            lease = ["--lease", "1"] if kill else []
             for n in range(2):
-                procs.append(Proc(*where, str(log), worker_id=f"w{n}"))
+                procs.append(Proc(*where, str(log), *lease, worker_id=f"w{n}"))
             await wait_for(lambda: sum(line[0] == "ready" for line in lines(log)) == 2, "workers", procs)
 
             values: dict[str, int] = {}
@@ -131,6 +135,12 @@ async def test_children_start_only_after_their_parents_ended_in_other_processes(
                     handle = await child.options(after=parents).enqueue()
                     parents_of[handle.id] = parents
                 await asyncio.sleep(rng.uniform(0, 0.05))
+                if kill and wave == CHILDREN // 20:  # halfway
+                    await wait_for(
+                        lambda: any(line[-1] == "w0" for line in lines(log)[2:]), "w0 to run", procs
+                    )
+                    procs[0].process.send_signal(signal.SIGKILL)
+                    procs[0].process.wait(10)
             # A chain across processes too.
             chain = await producer.chain(step.call(1), child.call(), child.call())
 
@@ -143,8 +153,15 @@ async def test_children_start_only_after_their_parents_ended_in_other_processes(
 
             events = lines(log)
             starts = [line[1] for line in events if line[0] == "start"]
-            assert len(starts) == len(set(starts)), "a job ran twice"
-            position = {(line[0], line[1]): i for i, line in enumerate(events)}
+            if kill:  # at least once: only what the dead worker had started may run again
+                by_w0 = {line[1] for line in events if line[0] == "start" and line[2] == "w0"}
+                again = {job_id for job_id in starts if starts.count(job_id) > 1}
+                assert again <= by_w0 and all(starts.count(job_id) == 2 for job_id in again)
+            else:
+                assert len(starts) == len(set(starts)), "a job ran twice"
+            position: dict[tuple[str, str], int] = {}
+            for i, line in enumerate(events):
+                position.setdefault((line[0], line[1]), i)  # the first start, the first end
             for child_id, parents in parents_of.items():
                 record = await store.get(child_id)
                 assert record is not None
@@ -161,5 +178,7 @@ async def test_children_start_only_after_their_parents_ended_in_other_processes(
             children = [await store.get(c) for c in parents_of]
             assert {r.status for r in children if r is not None} == {JobStatus.SUCCEEDED, JobStatus.CANCELLED}
             assert {line[2] for line in events if line[0] == "start"} == {"w0", "w1"}
+            if kill:
+                assert procs[0].process.returncode == -signal.SIGKILL
         finally:
             await store.close()
