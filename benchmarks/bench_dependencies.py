@@ -24,6 +24,9 @@ Usage: python benchmarks/bench_dependencies.py [--quick] [--base REV]
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
+import secrets
 import subprocess
 import sys
 import tarfile
@@ -37,21 +40,73 @@ from benchmarks._common import Contender, Timer, defaults_note, run_rounds, serv
 from benchmarks._workloads import jobrunner_run
 
 REPO = Path(__file__).resolve().parent.parent
+DSN = os.environ.get(
+    "JOBRUNNER_BENCH_POSTGRES_DSN",
+    os.environ.get("JOBRUNNER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
+)
 CHAIN = 10
 GROUP = 100
 
 
 # --- children --------------------------------------------------------------------------
-async def hot_path(n: int, tree: str, sqlite: bool) -> dict[str, Any]:
-    """``jobrunner_run`` with the package of ``tree`` ("" for this one) first on sys.path."""
+async def hot_path(n: int, tree: str, store: str) -> dict[str, Any]:
+    """The workload with the package of ``tree`` ("" for this one) first on sys.path:
+    ``jobrunner_run`` (memory: one ``enqueue()`` per job; SQLite: one
+    ``enqueue_many``), or on PostgreSQL ``enqueue_many`` of 100 into a fresh schema."""
     if tree:
         sys.path.insert(0, tree)
     import jobrunner
 
-    batched = sqlite  # SQLite: enqueue_many of N (one transaction), as bench_sqlite's headline
-    figures = await jobrunner_run(n, batched=batched, sqlite=sqlite)
+    if store == "postgres":
+        figures = await postgres_run(n)
+    else:
+        figures = await jobrunner_run(n, batched=store == "sqlite", sqlite=store == "sqlite")
     figures["package"] = str(Path(jobrunner.__file__).parent)
     return figures
+
+
+async def postgres_run(n: int) -> dict[str, Any]:
+    import asyncpg
+
+    from jobrunner import Runner
+    from jobrunner.stores.postgres import PostgresStore
+
+    schema = f"bench_deps_{secrets.token_hex(5)}"
+    runner = Runner(store=PostgresStore(DSN, schema=schema))
+
+    @runner.job
+    async def noop() -> None:
+        pass
+
+    try:
+        async with runner:
+            with Timer() as t:
+                for _ in range(0, n, GROUP):
+                    await noop.enqueue_many([()] * GROUP)
+                await runner.run_until_idle()
+    finally:
+        conn = await asyncpg.connect(DSN)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+    return t.figures(n)
+
+
+def postgres_answers() -> bool:
+    """Whether a PostgreSQL server answers at DSN (its row is left out otherwise)."""
+
+    async def ping() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(DSN, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(ping())
+    except Exception:
+        return False
+    return True
 
 
 async def flows(n: int, shape: str, sqlite: bool) -> dict[str, Any]:
@@ -108,18 +163,21 @@ def base_tree(rev: str, into: Path) -> str:
 def main(quick: bool, base: str) -> None:
     rounds = 2 if quick else 5
     n_memory, n_sqlite, n_flows = (2_000, 1_000, 1_010) if quick else (50_000, 20_000, 20_200)
+    n_postgres = 1_000 if quick else 20_000
     print(f"no-op jobs, all defaults; {rounds} rounds, contenders alternating, one fresh process each.")
     print(defaults_note(), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-deps-base-") as tmp:
         tree = base_tree(base, Path(tmp))
         rows = []
-        for label, n, sqlite in (
-            ("memory, enqueue()", n_memory, False),
-            ("SQLite, enqueue_many", n_sqlite, True),
-        ):
+        workloads = [("memory, enqueue()", n_memory, "memory"), ("SQLite, enqueue_many", n_sqlite, "sqlite")]
+        if postgres_answers():
+            workloads.append(("PostgreSQL, enqueue_many(100)", n_postgres, "postgres"))
+        else:
+            print(f"PostgreSQL at {DSN} does not answer: its row is left out")
+        for label, n, store in workloads:
             contenders = [
-                Contender(f"{label}: base", "hot_path", None, {"tree": tree, "sqlite": sqlite}),
-                Contender(f"{label}: this tree", "hot_path", None, {"tree": "", "sqlite": sqlite}),
+                Contender(f"{label}: base", "hot_path", None, {"tree": tree, "store": store}),
+                Contender(f"{label}: this tree", "hot_path", None, {"tree": "", "store": store}),
             ]
             before, after = run_rounds(__file__, contenders, rounds, n=n)
             for contender, samples in ((contenders[0], before), (contenders[1], after)):
@@ -128,7 +186,10 @@ def main(quick: bool, base: str) -> None:
                     [contender.label, f"{samples.rate:,.0f}", f"{samples.cpu_us:.1f}", ", ".join(packages)]
                 )
             rows.append([f"{label}: this / base", f"{after.rate / before.rate:.3f}", "", ""])
-    print(f"\nhot path without after=: enqueue then run (memory N={n_memory:,}, SQLite N={n_sqlite:,})")
+    print(
+        f"\nhot path without after= or batch=: enqueue then run "
+        f"(memory N={n_memory:,}, SQLite N={n_sqlite:,}, PostgreSQL N={n_postgres:,})"
+    )
     print(table(rows, ["workload", "jobs/s", "CPU us/job", "package imported"]), flush=True)
 
     rows = []
