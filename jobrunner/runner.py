@@ -819,16 +819,20 @@ class Runner:
         options: EnqueueOptions,
         now: float,
     ) -> list[Enqueued]:
-        """``Store.enqueue_after`` with the backpressure of a plain enqueue (no
-        producer span: the trace context of the hooks' headers is kept)."""
+        """``Store.enqueue_after`` with the telemetry and the backpressure of a plain enqueue."""
         if not self._store_open:
             await self._open_store()
         delay = 0.01
         while True:
             try:
-                results = await self.store.enqueue_after(
-                    specs, after, now, connection=options.connection, max_pending=self._max_pending
-                )
+                if self._telemetry.sending:
+                    results = await self._telemetry.enqueue(
+                        self.store, specs, now, options.connection, self._max_pending, after
+                    )
+                else:
+                    results = await self.store.enqueue_after(
+                        specs, after, now, connection=options.connection, max_pending=self._max_pending
+                    )
                 break
             except QueueFull:
                 if not options.block:
