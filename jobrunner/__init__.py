@@ -24,6 +24,7 @@ from jobrunner.errors import (
     JobNotFound,
     JobrunnerError,
     JobTimeout,
+    ParentFailed,
     QueueFull,
     ResourceError,
     Retry,
@@ -31,9 +32,18 @@ from jobrunner.errors import (
     UnknownJob,
 )
 from jobrunner.flow import EXPIRED_ERROR, RateLimit
-from jobrunner.handle import JobHandle
+from jobrunner.handle import Group, JobHandle
 from jobrunner.hooks import JobHooks, Middleware
-from jobrunner.models import ErrorInfo, HistoryEntry, JobRecord, JobStatus, Progress, Trigger
+from jobrunner.models import (
+    ErrorInfo,
+    HistoryEntry,
+    JobRecord,
+    JobStatus,
+    ParentFailure,
+    ParentOutcome,
+    Progress,
+    Trigger,
+)
 from jobrunner.observability import Instrumentation, JobContextFilter
 from jobrunner.registry import BoundJob, Call, Job
 from jobrunner.resources import Resource, WithResources, uses
@@ -54,6 +64,7 @@ __all__ = [
     "ErrorInfo",
     "ExponentialBackoff",
     "FixedBackoff",
+    "Group",
     "Health",
     "HistoryEntry",
     "Instrumentation",
@@ -72,6 +83,9 @@ __all__ = [
     "JobrunnerError",
     "MemoryStore",
     "Middleware",
+    "ParentFailed",
+    "ParentFailure",
+    "ParentOutcome",
     "Progress",
     "QueueFull",
     "RateLimit",

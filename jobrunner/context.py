@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobrunner.clock import Clock
-from jobrunner.models import ClaimedJob, Trigger
+from jobrunner.errors import ParentFailed
+from jobrunner.models import ClaimedJob, JobStatus, ParentOutcome, Trigger
 from jobrunner.progress import report_progress
+
+if TYPE_CHECKING:
+    from jobrunner.stores.base import Store
 
 __all__ = ["CancelReason", "JobContext", "current_job"]
 
@@ -146,11 +150,34 @@ class JobContext:
         """
         report_progress(self._claimed, fraction, message)
 
+    async def parent_outcomes(self) -> list[ParentOutcome]:
+        """How each parent this job was enqueued ``after=`` ended, in the order
+        given: status, result (if it succeeded), error (if not). Empty for a job
+        without parents. Read from the store when asked (one query)."""
+        return await _store.get().parent_outcomes(self.id)
+
+    async def parent_results(self) -> list[Any]:
+        """The results of the parents, in the order given to ``after=``.
+
+        Raises ParentFailed if a parent did not succeed (a job whose policy is
+        ``on_parent_failure="run"``, such as a group's callback, or one requeued
+        by hand); use ``parent_outcomes()`` to handle those.
+        """
+        outcomes = await self.parent_outcomes()
+        for outcome in outcomes:
+            if outcome.status is not JobStatus.SUCCEEDED:
+                status = "without ending" if outcome.status is None else outcome.status.value
+                raise ParentFailed(self.id, outcome.id, outcome.name, status)
+        return [outcome.result for outcome in outcomes]
+
     def __repr__(self) -> str:
         return f"<JobContext {self.name} id={self.id} attempt={self.attempt}/{self.max_attempts}>"
 
 
 _current: ContextVar[JobContext] = ContextVar("jobrunner_job")
+_store: ContextVar[Store] = ContextVar("jobrunner_store")
+"""The runner's store, set once in the context every attempt copies (so reading
+parents costs nothing per job until a job asks)."""
 
 
 def current_job() -> JobContext:

@@ -20,6 +20,7 @@ __all__ = [
     "JobNotFound",
     "JobTimeout",
     "JobrunnerError",
+    "ParentFailed",
     "QueueFull",
     "ResourceError",
     "Retry",
@@ -89,6 +90,20 @@ class JobCancelled(JobrunnerError):
         self.job_id = job_id
         self.name = name
         super().__init__(f"job {name!r} ({job_id}) was cancelled")
+
+
+class ParentFailed(JobrunnerError):
+    """A parent of this job (``after=``) did not succeed, so it has no result to give."""
+
+    def __init__(self, job_id: str, parent_id: str, parent_name: str, status: str) -> None:
+        self.job_id = job_id
+        self.parent_id = parent_id
+        self.parent_name = parent_name
+        self.status = status
+        super().__init__(
+            f"parent {parent_name!r} ({parent_id}) of job {job_id} ended {status}, so it has no result; "
+            f"read current_job().parent_outcomes() to handle failed parents (a group's callback does)"
+        )
 
 
 class JobTimeout(JobrunnerError):

@@ -62,6 +62,8 @@ class Executor:
         telemetry: Telemetry,
     ) -> None:
         self._definitions = registry.definitions
+        self.batches = registry.batches
+        """Batch handlers by name: their size (a live view; empty without ``batch=``)."""
         self._resources = resources
         self._process = process_scope
         self._clock = clock
@@ -347,6 +349,120 @@ class Executor:
         ctx.run(self._telemetry.lease_lost, job)
         return None  # LEASE_LOST: another worker owns the job now
 
+    # batch handlers ----------------------------------------------------------------
+    async def run_batch(
+        self, members: Sequence[ClaimedJob], jobs: Sequence[JobContext], on_block: Callable[[], None]
+    ) -> list[Outcome | None]:
+        """Run a batch handler once for ``members`` (claimed jobs of one batch job, each
+        with its context in ``jobs``); one outcome per member, in order.
+
+        The handler gets the members' items; ``current_job()`` is the first member.
+        It returns None (every member succeeds) or one value per member (an
+        exception instance fails that member); if it raises, every member fails
+        with that error, each retried or dead-lettered by its own attempts. A
+        member cancelled, timed out or whose lease is lost interrupts the
+        invocation: that member ends as it would alone, the others go back to
+        the queue uncounted (RELEASED).
+        """
+        first, job = members[0], jobs[0]
+        definition = self._definitions.get(first.spec.name)
+        if definition is None:
+            return [self._undeliverable(claimed, None) for claimed in members]
+        ctx = self._base.copy()
+        ctx.run(_set_current, job)
+        telemetry = self._telemetry
+        for claimed, member in zip(members, jobs, strict=True):
+            if telemetry.observing:
+                ctx.run(telemetry.started, claimed, member)
+            if self._hooks:
+                self._hook(ctx, "started", member)
+        items = [claimed.spec.args[0] if claimed.spec.args else None for claimed in members]
+        task = job._task
+        try:
+            result = await InContext(
+                self._batch_call(definition, items, job), ctx, _BatchWatch(jobs), on_block
+            )
+        except asyncio.CancelledError as exc:
+            if not any(member._cancel_reason for member in jobs):
+                if task is None or task.cancelling():
+                    raise  # the worker itself is being cancelled: the runner is torn down
+                return [self._failed(definition, c, m, ctx, exc) for c, m in zip(members, jobs, strict=True)]
+            if task is None or _uncancel_all(task, jobs) > 0:
+                raise
+            return self._batch_interrupted(definition, members, jobs, ctx, abandoned=False)
+        except Abandoned:
+            if task is not None and _uncancel_all(task, jobs) > 0:
+                raise asyncio.CancelledError() from None
+            return self._batch_interrupted(definition, members, jobs, ctx, abandoned=True)
+        except BaseException as exc:  # the handler's failure is every member's
+            if task is not None and any(member._cancel_reason for member in jobs):
+                if _uncancel_all(task, jobs) > 0:
+                    raise asyncio.CancelledError() from exc
+                return self._batch_interrupted(definition, members, jobs, ctx, abandoned=False)
+            return [self._failed(definition, c, m, ctx, exc) for c, m in zip(members, jobs, strict=True)]
+        if task is not None and any(member._cancels for member in jobs):
+            # It swallowed the runner's cancellation and returned anyway.
+            if _uncancel_all(task, jobs) > 0:
+                raise asyncio.CancelledError()
+            return self._batch_interrupted(definition, members, jobs, ctx, abandoned=False)
+        return self._batch_returned(definition, members, jobs, ctx, result)
+
+    async def _batch_call(self, definition: JobDefinition, items: list[Any], job: JobContext) -> Any:
+        if not definition.injected:
+            return await self._call(definition, (items,), {}, job)
+        scope = JobScope(self._resources, self._process)
+        try:
+            injected = await scope.resolve(definition.injected)
+            return await self._call(definition, (*injected, items), {}, job)
+        finally:
+            try:
+                await scope.aclose()
+            except Exception:
+                _log.exception("job resource disposal failed", job_id=job.id, job_name=job.name)
+
+    def _batch_returned(
+        self,
+        definition: JobDefinition,
+        members: Sequence[ClaimedJob],
+        jobs: Sequence[JobContext],
+        ctx: Context,
+        result: Any,
+    ) -> list[Outcome | None]:
+        pairs = list(zip(members, jobs, strict=True))
+        if result is None:
+            return [self._returned(definition, c, m, ctx, None) for c, m in pairs]
+        if not isinstance(result, list | tuple) or len(result) != len(members):
+            error = TypeError(
+                f"batch handler {definition.name!r} returned {type(result).__name__}"
+                f"{f' of {len(result)}' if isinstance(result, list | tuple) else ''} for {len(members)} "
+                f"items; return None, or a list with one result (or exception) per item, in order"
+            )
+            return [self._failed(definition, c, m, ctx, error) for c, m in pairs]
+        return [
+            self._failed(definition, c, m, ctx, value)
+            if isinstance(value, BaseException)
+            else self._returned(definition, c, m, ctx, value)
+            for (c, m), value in zip(pairs, result, strict=True)
+        ]
+
+    def _batch_interrupted(
+        self,
+        definition: JobDefinition,
+        members: Sequence[ClaimedJob],
+        jobs: Sequence[JobContext],
+        ctx: Context,
+        *,
+        abandoned: bool,
+    ) -> list[Outcome | None]:
+        """The members the runner stopped end as they would alone; the rest go back."""
+        now = self._clock.now()
+        return [
+            self._interrupted(definition, c, m, ctx, m._cancel_reason, abandoned)
+            if m._cancel_reason
+            else Outcome(c.spec.id, c.token, OutcomeKind.RELEASED, now)
+            for c, m in zip(members, jobs, strict=True)
+        ]
+
     def _undeliverable(self, claimed: ClaimedJob, definition: JobDefinition | None) -> Outcome:
         spec = claimed.spec
         if claimed.decode_error is not None:
@@ -355,6 +471,43 @@ class Executor:
             error = ErrorInfo("UnknownJob", f"no handler named {spec.name!r} in this runner")
         self._telemetry.undeliverable(claimed, error)
         return Outcome(spec.id, claimed.token, OutcomeKind.DEAD, self._clock.now(), None, error)
+
+
+class _BatchWatch:
+    """What ``InContext`` watches for a batch: blocked is the first member's flag
+    (the pool counts the batch's worker once), abandoned is any member's."""
+
+    __slots__ = ("_jobs",)
+
+    def __init__(self, jobs: Sequence[JobContext]) -> None:
+        self._jobs = jobs
+
+    @property
+    def _abandoned(self) -> bool:
+        return any(job._abandoned for job in self._jobs)
+
+    @_abandoned.setter
+    def _abandoned(self, value: bool) -> None:  # the protocol's; InContext only reads it
+        for job in self._jobs:
+            job._abandoned = value
+
+    @property
+    def _blocked(self) -> bool:
+        return self._jobs[0]._blocked
+
+    @_blocked.setter
+    def _blocked(self, value: bool) -> None:
+        self._jobs[0]._blocked = value
+
+
+def _uncancel_all(task: asyncio.Task[Any], jobs: Sequence[JobContext]) -> int:
+    """``_uncancel`` for the runner's cancellations of every member of a batch."""
+    remaining = task.cancelling()
+    for job in jobs:
+        for _ in range(job._cancels):
+            remaining = task.uncancel()
+        job._cancels = 0
+    return remaining
 
 
 def _arm_only(job: JobContext, deadline: float) -> None:

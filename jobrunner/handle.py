@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 from jobrunner.models import JobRecord, JobStatus
 
-__all__ = ["JobHandle"]
+__all__ = ["Group", "JobHandle"]
 
 _R = TypeVar("_R")
 
@@ -63,3 +64,12 @@ class JobHandle(Generic[_R]):
 
     def __hash__(self) -> int:
         return hash(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """What ``runner.group`` returns: the members, and the callback that runs once
+    every member ended."""
+
+    members: tuple[JobHandle[Any], ...]
+    callback: JobHandle[Any]

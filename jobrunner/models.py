@@ -19,6 +19,7 @@ __all__ = [
     "WAITING_STATUSES",
     "ClaimRequest",
     "ClaimedJob",
+    "Dependency",
     "Enqueued",
     "ErrorInfo",
     "ExpiredJob",
@@ -31,6 +32,8 @@ __all__ = [
     "LeaseTerms",
     "Outcome",
     "OutcomeKind",
+    "ParentFailure",
+    "ParentOutcome",
     "Progress",
     "ProgressReport",
     "RescuedJob",
@@ -56,6 +59,8 @@ class JobStatus(StrEnum):
     DEAD = "dead"
     """Attempts exhausted or aborted; kept in the dead letters until requeued or purged."""
     CANCELLED = "cancelled"
+    BLOCKED = "blocked"
+    """Enqueued with ``after=``: waiting for its parents to end; no claim takes it."""
 
     @property
     def is_final(self) -> bool:
@@ -75,6 +80,18 @@ class Trigger(StrEnum):
     CRON = "cron"
     RETRY = "retry"
     REQUEUE = "requeue"
+
+
+class ParentFailure(StrEnum):
+    """What happens to a job enqueued ``after=`` parents when one of them ends
+    without succeeding (DEAD or CANCELLED)."""
+
+    CANCEL = "cancel"
+    """The job is cancelled at once, and so are its own dependents (the default)."""
+    DEAD = "dead"
+    """The job goes to the dead letters at once (requeue it to run it anyway)."""
+    RUN = "run"
+    """The job runs anyway once every parent ended (a group's callback)."""
 
 
 class OutcomeKind(StrEnum):
@@ -164,6 +181,29 @@ class JobSpec(NamedTuple):
     expires_at: float | None = None
     """Deadline to start by (``expires=``/``ttl=``): a job still waiting then is
     discarded by the next claim (CANCELLED, error ``JobExpired``); None: never."""
+
+
+class Dependency(NamedTuple):
+    """The parents a job waits for (``after=``), and what a failed parent does to it."""
+
+    parents: tuple[str, ...]
+    """Job ids, in the order given; the job runs once all of them ended (see ``on_failure``)."""
+    on_failure: str = ParentFailure.CANCEL.value
+    """A ``ParentFailure`` value."""
+
+
+@dataclass(frozen=True, slots=True)
+class ParentOutcome:
+    """How one parent of a job ended, as recorded when it ended."""
+
+    id: str
+    name: str
+    status: JobStatus | None
+    """SUCCEEDED, DEAD or CANCELLED; None while the parent has not ended."""
+    result: Any = None
+    """The parent's return value if it succeeded."""
+    error: ErrorInfo | None = None
+    """The parent's last error if it ended dead or cancelled (without traceback)."""
 
 
 class Enqueued(NamedTuple):

@@ -57,6 +57,7 @@ from jobrunner.logs import get_logger
 from jobrunner.models import (
     WAITING_STATUSES,
     ClaimedJob,
+    Dependency,
     Enqueued,
     ErrorInfo,
     ExpiredJob,
@@ -403,12 +404,27 @@ class Telemetry:
 
     # producing -------------------------------------------------------------------
     async def enqueue(
-        self, store: Store, specs: Sequence[JobSpec], now: float, connection: Any, max_pending: int | None
+        self,
+        store: Store,
+        specs: Sequence[JobSpec],
+        now: float,
+        connection: Any,
+        max_pending: int | None,
+        after: Sequence[Dependency] | None = None,
     ) -> list[Enqueued]:
-        """``store.enqueue`` in a PRODUCER span whose context is stored with each job."""
+        """``store.enqueue`` (``store.enqueue_after`` with ``after``) in a PRODUCER
+        span whose context is stored with each job."""
+
+        async def send(specs: Sequence[JobSpec]) -> list[Enqueued]:
+            if after is None:
+                return await store.enqueue(specs, now, connection=connection, max_pending=max_pending)
+            return await store.enqueue_after(
+                specs, after, now, connection=connection, max_pending=max_pending
+            )
+
         tracer = self._tracer
         if tracer is None:
-            results = await store.enqueue(specs, now, connection=connection, max_pending=max_pending)
+            results = await send(specs)
         else:
             first = specs[0]
             attributes: dict[str, str | int] = {
@@ -430,7 +446,7 @@ class Telemetry:
                     spec._replace(headers={**spec.headers, **carrier} if spec.headers else carrier)
                     for spec in specs
                 ]
-                results = await store.enqueue(specs, now, connection=connection, max_pending=max_pending)
+                results = await send(specs)
                 if len(results) == 1:
                     span.set_attribute(MESSAGE_ID, results[0].id)
         instruments = self._instruments

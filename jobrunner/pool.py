@@ -280,9 +280,13 @@ class WorkerPool:
         clock = self._clock
         begin = self._executor.begin
         on_block = self._on_block
+        batches = self._executor.batches
         while ready:
             claimed = ready.popleft()
             spec = claimed.spec
+            if batches and spec.name in batches and claimed.decode_error is None:
+                await self._run_batch(task, claimed, batches[spec.name])
+                continue
             timeout = spec.timeout
             started = clock.monotonic()
             job = JobContext(claimed, clock, started, task)
@@ -337,6 +341,74 @@ class WorkerPool:
                 # Nothing to settle (the lease was lost), so no flush will end
                 # this busy spell: the fetcher must look again, or wait_idle hangs.
                 self._wake.set()
+
+    async def _run_batch(self, task: Any, first: ClaimedJob, size: int) -> None:
+        """Run a batch handler for ``first`` and up to ``size - 1`` more ready jobs of
+        its name, taken in the order the claim returned them (best first): what
+        is ready now, with no waiting for the batch to fill. Each member keeps its
+        own context, lease, deadline and outcome, as in ``_run_ready``."""
+        ready = self._ready
+        running = self._running
+        clock = self._clock
+        members = [first]
+        if size > 1 and ready:
+            others: list[ClaimedJob] = []
+            while ready and len(members) < size:
+                claimed = ready.popleft()
+                if claimed.spec.name == first.spec.name and claimed.decode_error is None:
+                    members.append(claimed)
+                else:
+                    others.append(claimed)
+            ready.extendleft(reversed(others))
+        started = clock.monotonic()
+        jobs: list[JobContext] = []
+        for claimed in members:
+            spec = claimed.spec
+            job = JobContext(claimed, clock, started, task)
+            superseded = running.get(spec.id)
+            if superseded is not None:
+                self._orphans.add(superseded)
+                self.request_cancel(superseded, CancelReason.LEASE_LOST)
+            running[spec.id] = job
+            if spec.timeout is not None:
+                deadline = started + spec.timeout
+                job._deadline_mono = deadline
+                if deadline < self._watch_until:
+                    self._watch_until = deadline
+                    self._watch_wake.set()
+            jobs.append(job)
+        try:
+            outcomes = await self._executor.run_batch(members, jobs, self._on_block)
+        except asyncio.CancelledError:
+            # The runner is being torn down: put the members back before letting go.
+            now = clock.now()
+            for claimed in members:
+                self._settle_buf.append(Outcome(claimed.spec.id, claimed.token, OutcomeKind.RELEASED, now))
+            with anyio.CancelScope(shield=True), anyio.move_on_after(self._cancel_grace):
+                await self.flush()
+            raise
+        finally:
+            for claimed, job in zip(members, jobs, strict=True):
+                spec = claimed.spec
+                current = running.pop(spec.id, None)
+                if current is not job:
+                    if current is not None:
+                        running[spec.id] = current
+                    self._orphans.discard(job)
+                if job._blocked:
+                    self._blocked -= 1
+                if self._limits or self._saturated:
+                    self._release_slot(spec.queue)
+                else:
+                    self._held -= 1
+        settled = [outcome for outcome in outcomes if outcome is not None]
+        if settled:
+            self._settle_buf.extend(settled)
+            if not self._settle_signalled:
+                self._settle_signalled = True
+                self._settle_wake.set()
+        elif self._held == 0 and self._intake_open:
+            self._wake.set()
 
     async def _fetch(self) -> bool:
         """Claim a batch into ``_ready``; False once intake is closed."""

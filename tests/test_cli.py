@@ -868,6 +868,36 @@ def test_jobs_show_json_has_the_record(jobrunner: Run, shop: Shop) -> None:
     assert [h["status"] for h in record["history"]] == ["queued", "running", "succeeded"]
 
 
+def add_blocked_child(shop: Shop) -> str:
+    """add(0, 0) after the shop's succeeded and scheduled jobs: blocked on the second."""
+
+    async def main() -> str:
+        runner = Runner(SQLiteStore(shop.db), instrument=False)
+
+        @runner.job
+        async def add(a: int, b: int) -> int:
+            return a + b
+
+        handle = await add.options(after=[shop.succeeded, shop.scheduled]).enqueue(0, 0)
+        await runner.aclose()
+        return handle.id
+
+    return asyncio.run(main())
+
+
+def test_jobs_show_lists_the_parents_of_a_blocked_job(jobrunner: Run, own_shop: Shop) -> None:
+    child = add_blocked_child(own_shop)
+    result = jobrunner("jobs", "show", child, "--store", own_shop.url)
+    assert result.returncode == 0, result.stderr
+    parents = result.stdout.partition("parents (after=):\n")[2].split("\n\n")[0].splitlines()
+    assert [row.split()[:3] for row in parents[1:]] == [
+        [own_shop.succeeded, "add", "succeeded"],
+        [own_shop.scheduled, "add", "not"],
+    ]
+    listed = jobrunner("jobs", "list", "--status", "blocked", "--json", "--store", own_shop.url)
+    assert [r["id"] for r in json.loads(listed.stdout)] == [child]
+
+
 # --- jobs retry, cancel, purge ---------------------------------------------------------------------
 def test_jobs_retry_requeues_a_dead_job(jobrunner: Run, own_shop: Shop) -> None:
     result = jobrunner("jobs", "retry", own_shop.dead, "--store", own_shop.url)
@@ -901,10 +931,19 @@ def test_stats_prints_counts_by_queue_and_status(jobrunner: Run, shop: Shop) -> 
     result = jobrunner("stats", "--store", shop.url)
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split()[1:] for line in result.stdout.split("\n\n")[0].splitlines()}
-    assert rows["QUEUE"] == ["QUEUED", "SCHEDULED", "RUNNING", "RETRYING", "SUCCEEDED", "DEAD", "CANCELLED"]
-    assert rows["default"] == ["0", "0", "0", "0", "1", "2", "0"]
-    assert rows["emails"] == ["0", "1", "0", "0", "0", "0", "0"]
-    assert rows["(all)"] == ["0", "1", "0", "0", "1", "2", "0"]
+    assert rows["QUEUE"] == [
+        "QUEUED",
+        "SCHEDULED",
+        "RUNNING",
+        "RETRYING",
+        "SUCCEEDED",
+        "DEAD",
+        "CANCELLED",
+        "BLOCKED",
+    ]
+    assert rows["default"] == ["0", "0", "0", "0", "1", "2", "0", "0"]
+    assert rows["emails"] == ["0", "1", "0", "0", "0", "0", "0", "0"]
+    assert rows["(all)"] == ["0", "1", "0", "0", "1", "2", "0", "0"]
 
 
 def test_stats_json_has_counts_and_queues(jobrunner: Run, shop: Shop) -> None:

@@ -195,6 +195,23 @@ async def test_a_batch_is_sent_in_one_span_and_each_job_is_its_child(
     assert {p.parent.span_id for p in processes if p.parent} == {send.context.span_id}
 
 
+async def test_a_chain_is_sent_in_one_span_and_its_steps_continue_it(
+    make_runner: Callable[..., Runner], otel: Otel
+) -> None:
+    runner = make_runner(instrument=otel.instrument)
+
+    @runner.job
+    async def step() -> None:
+        pass
+
+    await runner.chain(step.call(), step.call())
+    await runner.run_until_idle()
+    (send,) = otel.finished("send default")
+    processes = otel.finished("process default")
+    assert len(processes) == 2
+    assert {p.parent.span_id for p in processes if p.parent} == {send.context.span_id}
+
+
 async def test_failed_attempts_mark_their_spans_and_are_counted(
     make_runner: Callable[..., Runner], clock: FakeClock, otel: Otel
 ) -> None:

@@ -4,11 +4,13 @@ A hypothesis state machine applies random sequences of store operations
 (enqueue with and without delay, key and ``max_pending``; claims with limits,
 names, queues and queue room; settles of every kind with right, stale and
 duplicate tokens; lease extensions; cancels; requeues; the clock passing
-leases and rescues; prune and purge) to a real store and to a model made of the
-pure functions in ``jobrunner.transitions``. After every step each answer
+leases and rescues; prune and purge; jobs enqueued after others, with every
+failure policy) to a real store and to a model made of the pure functions in
+``jobrunner.transitions``. After every step each answer
 (ids created, claims, ids reported lost, statuses...) and every record (status,
 attempts, trigger, run_at, times, worker, cancel flag, error, result, history,
-arguments), the waiting count and next_run_at must be the model's.
+arguments), the waiting count, next_run_at and each job's parent outcomes
+must be the model's.
 
 Runs are derandomized and the example database is off, so a failure replays
 the same (shrunk) sequence on every run.
@@ -34,6 +36,7 @@ from jobrunner import transitions as rules
 from jobrunner.errors import InvalidJobState, JobNotFound, QueueFull
 from jobrunner.models import (
     ClaimRequest,
+    Dependency,
     ErrorInfo,
     JobRecord,
     JobSpec,
@@ -41,6 +44,7 @@ from jobrunner.models import (
     LeaseTerms,
     Outcome,
     OutcomeKind,
+    ParentFailure,
     Trigger,
 )
 from jobrunner.stores.base import Store
@@ -78,12 +82,36 @@ terms = st.builds(
 )
 
 
+ParentEnd = tuple[str, Any, "ErrorInfo | None"]
+"""(status, result, error without traceback) of a parent as its children keep it."""
+
+
+@dataclass
+class ModelDeps:
+    """A job enqueued after parents: the parents, its policy, and their ends."""
+
+    parents: list[str]
+    names: list[str]
+    on_failure: str
+    waiting: int
+    ended: dict[str, ParentEnd] = field(default_factory=dict)
+
+
 @dataclass
 class ModelJob:
     spec: JobSpec
     state: rules.JobState
     seq: int
     log: list[rules.LogLine] = field(default_factory=list)
+    deps: ModelDeps | None = None
+
+
+def _end(job: ModelJob) -> ParentEnd:
+    state = job.state
+    if state.status == rules.SUCCEEDED:
+        return (state.status, state.result, None)
+    error = None if state.error is None else ErrorInfo(state.error.type, state.error.message, "")
+    return (state.status, None, error)
 
 
 class Model:
@@ -140,8 +168,82 @@ class Model:
         return out
 
     def apply(self, job: ModelJob, change: rules.Change) -> None:
+        ended = change.state.status in rules.FINAL and job.state.status not in rules.FINAL
         job.state = change.state
         job.log.extend(change.log)
+        if ended:
+            self.tell_children(job)
+
+    def tell_children(self, parent: ModelJob) -> None:
+        """transitions.parent_ended: breadth first, children in enqueue order."""
+        work = [parent]
+        while work:
+            ended = work.pop(0)
+            parent_id = ended.spec.id
+            children = sorted(
+                (j for j in self.jobs.values() if j.deps is not None and parent_id in j.deps.parents),
+                key=lambda j: j.seq,
+            )
+            for child in children:
+                deps = child.deps
+                assert deps is not None
+                first = parent_id not in deps.ended
+                deps.ended[parent_id] = _end(ended)
+                if not first:
+                    continue
+                deps.waiting -= 1
+                at = ended.state.finished_at
+                assert at is not None
+                change = rules.parent_ended(
+                    child.state, at, parent_id, ended.state.status, deps.waiting, deps.on_failure
+                )
+                if change is None or change.state.status == child.state.status:
+                    continue
+                child.state = change.state
+                child.log.extend(change.log)
+                if child.state.status in rules.FINAL:
+                    work.append(child)
+
+    def enqueue_after(
+        self, specs: list[JobSpec], after: list[Dependency], now: float
+    ) -> list[tuple[str, bool]]:
+        batch: set[str] = set()
+        for spec, dependency in zip(specs, after, strict=True):
+            for parent_id in dependency.parents:
+                if parent_id not in self.jobs and parent_id not in batch:
+                    raise JobNotFound(parent_id)
+            batch.add(spec.id)
+        answers: list[tuple[str, bool]] = []
+        alias: dict[str, str] = {}  # answered by its key's holder: children wait on the holder
+        for spec, dependency in zip(specs, after, strict=True):
+            if not dependency.parents:
+                ((job_id, created),) = self.enqueue([spec], now, None)
+                if not created:
+                    alias[spec.id] = job_id
+                answers.append((job_id, created))
+                continue
+            parents = list(dict.fromkeys(alias.get(p, p) for p in dependency.parents))
+            done = {p: _end(self.jobs[p]) for p in parents if self.jobs[p].state.status in rules.FINAL}
+            waiting = len(parents) - len(done)
+            change = rules.after(
+                spec, now, [(p, e[0]) for p, e in done.items()], waiting, dependency.on_failure
+            )
+            names = [self.jobs[p].spec.name for p in parents]
+            deps = ModelDeps(parents, names, dependency.on_failure, waiting, done)
+            self.jobs[spec.id] = ModelJob(spec, change.state, next(self.seq), list(change.log), deps)
+            answers.append((spec.id, True))
+        return answers
+
+    def parent_outcomes(self, job: ModelJob) -> list[tuple[str, str, str | None, Any, Any]]:
+        deps = job.deps
+        if deps is None:
+            return []
+        out = []
+        for parent_id, name in zip(deps.parents, deps.names, strict=True):
+            end = deps.ended.get(parent_id)
+            status, result, error = (None, None, None) if end is None else end
+            out.append((parent_id, name, status, Strict(result), error))
+        return out
 
     def settle(self, outcomes: list[Outcome]) -> list[str]:
         lost = []
@@ -173,7 +275,8 @@ class Model:
 
     def rescue(self, now: float) -> list[tuple[str, str, int, str]]:
         rescued = []
-        for job in self.jobs.values():
+        # In lease order (then enqueue order), as every store rescues.
+        for job in sorted(self.jobs.values(), key=lambda j: (j.state.lease_until or 0.0, j.seq)):
             if rules.expired(job.state, now):
                 attempt = job.state.attempts
                 self.apply(job, rules.rescued(job.state, now, job.spec.max_attempts))
@@ -304,7 +407,7 @@ class Harness:
 
 async def _empty_postgres(store: Any) -> None:
     s = f'"{store.schema}"'
-    await store._pool.execute(f"TRUNCATE {s}.jobs, {s}.leaders, {s}.cron_ticks, {s}.runners")
+    await store._pool.execute(f"TRUNCATE {s}.jobs, {s}.leaders, {s}.cron_ticks, {s}.runners, {s}.edges")
     store._next_run_at = None  # its cache of the last claim's answer describes the old rows
 
 
@@ -337,6 +440,7 @@ specs = st.lists(
 # all of them (rules of their own would each be left out of some runs).
 OPERATIONS = (
     ["enqueue"] * 3
+    + ["enqueue_after"] * 2
     + ["claim"] * 3
     + ["settle"] * 4
     + ["extend_leases", "rescue_expired", "requeue", "prune_or_purge"]
@@ -400,6 +504,38 @@ def machine(harness: Harness) -> Callable[[], RuleBasedStateMachine]:
                 ]
             except QueueFull:
                 got = QueueFull
+            assert got == expected
+
+        def enqueue_after(self, data: st.DataObject) -> None:
+            batch = data.draw(specs, label="specs")
+            jobs: list[JobSpec] = []
+            after: list[Dependency] = []
+            for name, queue, priority, delay, key, attempts, timeout, args in batch:
+                known = [*self.job_ids(), *(j.id for j in jobs)]
+                parents = data.draw(
+                    st.lists(st.sampled_from([*known, *known, "missing"]), max_size=3)
+                    if known
+                    else st.just([]),
+                    label="parents",
+                )
+                policy = data.draw(
+                    st.sampled_from([p.value for p in ParentFailure]), label="on_parent_failure"
+                )
+                jobs.append(
+                    JobSpec(
+                        f"j{next(self.ids):03d}", name, tuple(args), {}, queue, priority, attempts, timeout,
+                        None if parents else key, None, self.now, self.now + delay, Trigger.ENQUEUE.value,
+                    )
+                )  # fmt: skip
+                after.append(Dependency(tuple(parents), policy))
+            try:
+                expected: Any = self.model.enqueue_after(jobs, after, self.now)
+            except JobNotFound:
+                expected = JobNotFound
+            try:
+                got: Any = [tuple(e) for e in self.run(self.store.enqueue_after(jobs, after, self.now))]
+            except JobNotFound:
+                got = JobNotFound
             assert got == expected
 
         # consuming ---------------------------------------------------------------------
@@ -525,6 +661,17 @@ def machine(harness: Harness) -> Callable[[], RuleBasedStateMachine]:
             assert sorted(records) == self.job_ids()
             for job_id, job in self.model.jobs.items():
                 assert _store_record(records[job_id], self.now) == self.model.record(job, self.now), job_id
+
+        @invariant()
+        def parent_outcomes_are_the_models(self) -> None:
+            for job_id, job in self.model.jobs.items():
+                if job.deps is None:
+                    continue
+                got = [
+                    (o.id, o.name, None if o.status is None else o.status.value, Strict(o.result), o.error)
+                    for o in self.run(self.store.parent_outcomes(job_id))
+                ]
+                assert got == self.model.parent_outcomes(job), job_id
 
         @invariant()
         def waiting_counts_and_next_run_at_are_the_models(self) -> None:

@@ -158,3 +158,65 @@ def test_mypy_types_a_job_that_uses_resources_by_its_own_arguments_only(tmp_path
         "wrong fake",
     )
     assert [ln for ln in lines if ": error:" in ln and ln not in expected] == [], stdout
+
+
+DEPENDENCIES_SNIPPET = """
+from jobrunner import Group, JobHandle, ParentOutcome, Runner, current_job
+
+runner = Runner()
+
+@runner.job
+async def fetch(page: int) -> int:
+    return page
+
+@runner.job
+async def total() -> int:
+    outcomes: list[ParentOutcome] = await current_job().parent_outcomes()
+    return len(outcomes)
+
+async def main() -> None:
+    first = await fetch.enqueue(1)
+    after = await total.options(after=[first], on_parent_failure="dead").enqueue()
+    reveal_type(await after.result())
+    steps: list[JobHandle[object]] = await runner.chain(fetch.call(1), total.call())
+    group: Group = await runner.group([fetch.call(2)], then=total.call())
+    await runner.chain(fetch.call("x"))
+"""
+
+
+def test_mypy_checks_dependency_calls(tmp_path: Path) -> None:
+    path = tmp_path / "snippet.py"
+    path.write_text(textwrap.dedent(DEPENDENCIES_SNIPPET))
+    stdout, _, status = api.run(["--strict", "--no-incremental", "--cache-dir=/dev/null", str(path)])
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(str(path))]
+    assert any(':18: note: Revealed type is "int"' in ln for ln in lines), stdout
+    errors = [ln for ln in lines if ": error:" in ln]
+    assert len(errors) == 1 and ':21: error: Argument 1 to "call" of "BoundJob"' in errors[0], stdout
+    assert status == 1
+
+
+BATCH_SNIPPET = """
+from jobrunner import Runner
+
+runner = Runner()
+
+@runner.job(batch=100)
+async def index(doc_ids: list[int]) -> list[str]:
+    return [str(d) for d in doc_ids]
+
+async def main() -> None:
+    handle = await index.enqueue(7)
+    reveal_type(await handle.result())
+    await index.enqueue("x")
+"""
+
+
+def test_mypy_types_a_batch_job_by_its_item(tmp_path: Path) -> None:
+    path = tmp_path / "snippet.py"
+    path.write_text(textwrap.dedent(BATCH_SNIPPET))
+    stdout, _, status = api.run(["--strict", "--no-incremental", "--cache-dir=/dev/null", str(path)])
+    lines = [ln for ln in stdout.splitlines() if ln.startswith(str(path))]
+    assert any(':12: note: Revealed type is "str"' in ln for ln in lines), stdout
+    errors = [ln for ln in lines if ": error:" in ln]
+    assert len(errors) == 1 and ":13: error: Argument 1" in errors[0], stdout
+    assert status == 1

@@ -16,7 +16,7 @@ from jobrunner.cli._errors import EXIT_OK, UsageError
 from jobrunner.cli._options import parse_duration
 from jobrunner.cli._output import Output, ago, iso, record_json
 from jobrunner.errors import JobNotFound, JobrunnerError
-from jobrunner.models import JobRecord, JobStatus
+from jobrunner.models import JobRecord, JobStatus, ParentOutcome
 from jobrunner.stores.base import Store
 
 
@@ -48,6 +48,12 @@ async def cmd_jobs_list(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def _parent_detail(parent: ParentOutcome) -> str:
+    if parent.error is not None:
+        return f"{parent.error.type}: {parent.error.message}"
+    return "" if parent.status is None else json.dumps(parent.result, default=repr)
+
+
 def _short(text: str, width: int = 60) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -63,6 +69,7 @@ async def _get(store: Store, job_id: str) -> JobRecord:
 async def cmd_jobs_show(args: argparse.Namespace, out: Output) -> int:
     async with opened(resolve_store(args)) as store:
         record = await _get(store, args.id)
+        parents = await store.parent_outcomes(record.id)
     if out.as_json:
         out.json(record_json(record))
         return EXIT_OK
@@ -100,6 +107,14 @@ async def cmd_jobs_show(args: argparse.Namespace, out: Output) -> int:
         out.line(f"last error: {record.error.type}: {record.error.message}")
         if record.error.traceback:
             out.line(record.error.traceback.rstrip())
+    if parents:
+        out.line()
+        out.line("parents (after=):")
+        rows = [
+            [p.id, p.name, "not ended" if p.status is None else p.status.value, _short(_parent_detail(p), 50)]
+            for p in parents
+        ]
+        out.table(["ID", "NAME", "STATUS", "RESULT / ERROR"], rows, status_column=2)
     out.line()
     out.line("timeline:")
     rows = [[iso(h.at), h.status.value, str(h.attempt), h.worker or "", h.note] for h in record.history]

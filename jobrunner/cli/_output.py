@@ -25,6 +25,7 @@ class Output:
         "retrying": "35",
         "queued": "34",
         "scheduled": "34",
+        "blocked": "90",
     }
 
     def __init__(self, stream: TextIO, as_json: bool) -> None:

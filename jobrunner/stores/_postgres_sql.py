@@ -14,6 +14,7 @@ from typing import Any
 
 from jobrunner import transitions as rules
 from jobrunner.errors import StoreError
+from jobrunner.models import ParentFailure
 
 __all__ = ["SCHEMA_VERSION", "Statements", "check_schema", "install_schema", "quote_schema"]
 
@@ -240,12 +241,129 @@ CREATE TABLE {{s}}.rate_counters (
 );
 """
 
+_MIGRATION_6 = f"""
+-- Dependencies: jobs enqueued after others (enqueue_after). A job waiting for
+-- its parents is 'blocked', which no claim reads (the ready index lists waiting
+-- statuses only).
+ALTER TABLE {{s}}.jobs DROP CONSTRAINT jobs_status_check;
+ALTER TABLE {{s}}.jobs ADD CONSTRAINT jobs_status_check
+    CHECK (status IN {_ACTIVE_SQL[:-1]}, 'succeeded', 'dead', 'cancelled', 'blocked')) NOT VALID;
+-- dependents: true once a job enqueued after= waits on this one, so only
+-- settles, rescues and cancels of such jobs call tell_children.
+-- waiting_on: of a job enqueued after parents, how many have not ended (NULL: none).
+ALTER TABLE {{s}}.jobs
+    ADD COLUMN dependents boolean NOT NULL DEFAULT false,
+    ADD COLUMN waiting_on integer,
+    ADD COLUMN on_parent_failure text;
+-- One row per (child, parent); the parent's outcome is copied in when it ends,
+-- so the child reads it even once the parent is pruned.
+CREATE TABLE {{s}}.edges (
+    child text NOT NULL,
+    position integer NOT NULL,
+    parent text NOT NULL,
+    parent_name text NOT NULL,
+    status text,
+    result json,
+    error_type text,
+    error_message text,
+    PRIMARY KEY (child, position)
+);
+CREATE INDEX edges_parent ON {{s}}.edges (parent);
+-- The edges go with their child (prune, purge).
+CREATE FUNCTION {{s}}.edges_of_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM {{s}}.edges WHERE child = OLD.id;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER edges_of_deleted AFTER DELETE ON {{s}}.jobs
+    FOR EACH ROW WHEN (OLD.waiting_on IS NOT NULL) EXECUTE FUNCTION {{s}}.edges_of_deleted();
+
+-- transitions.parent_ended for the children of parents that just ended
+-- (p_status: each one's final status, p_result its result as JSON text if it
+-- succeeded, p_error_* its error otherwise), and transitively for the children
+-- that end with them. The outcomes are passed in, not read: the settle
+-- statement calling this cannot see its own update. A child waits on a parent
+-- whose row it locked at enqueue (dependents = true), so a parent ending after
+-- that reaches it here, and one ending before was counted at its enqueue.
+-- Returns how many children became ready (and notifies).
+CREATE FUNCTION {{s}}.tell_children(
+    p_ids text[], p_status text[], p_result text[], p_error_type text[], p_error_message text[],
+    p_now double precision, p_channel text, p_payload text
+) RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v_ids text[] := p_ids;
+    v_status text[] := p_status;
+    v_result text[] := p_result;
+    v_error_type text[] := p_error_type;
+    v_error_message text[] := p_error_message;
+    v_i integer := 1;
+    v_edge record;
+    v_child record;
+    v_new text;
+    v_message text;
+    v_ready bigint := 0;
+BEGIN
+    WHILE v_i <= cardinality(v_ids) LOOP
+        FOR v_edge IN
+            -- In the order the children were enqueued, as every store tells them.
+            SELECT e.child, e.position, e.status FROM {{s}}.edges e JOIN {{s}}.jobs j ON j.id = e.child
+            WHERE e.parent = v_ids[v_i] ORDER BY j.seq FOR UPDATE OF e
+        LOOP
+            -- Its latest end (a requeued parent ends again); counted the first time only.
+            UPDATE {{s}}.edges SET status = v_status[v_i], result = v_result[v_i]::json,
+                error_type = v_error_type[v_i], error_message = v_error_message[v_i]
+            WHERE child = v_edge.child AND position = v_edge.position;
+            CONTINUE WHEN v_edge.status IS NOT NULL;
+            UPDATE {{s}}.jobs SET waiting_on = waiting_on - 1
+            WHERE id = v_edge.child AND status = 'blocked'
+            RETURNING id, waiting_on, on_parent_failure, run_at, attempts, dependents INTO v_child;
+            CONTINUE WHEN NOT FOUND;
+            IF v_status[v_i] <> 'succeeded' AND v_child.on_parent_failure <> '{ParentFailure.RUN.value}' THEN
+                v_new := CASE WHEN v_child.on_parent_failure = '{ParentFailure.DEAD.value}'
+                              THEN 'dead' ELSE 'cancelled' END;
+                -- transitions.parent_failed
+                v_message := 'parent job ' || v_ids[v_i] || ' ended ' || v_status[v_i]
+                    || '; requeue it, and once it succeeded requeue this job';
+                UPDATE {{s}}.jobs SET status = v_new, finished_at = p_now,
+                    error_type = '{rules.PARENT_FAILED}', error_message = v_message, error_traceback = '',
+                    history = history || jsonb_build_array(jsonb_build_array(
+                        p_now, v_new, v_child.attempts, NULL, 'parent ' || v_ids[v_i] || ' ' || v_status[v_i]))
+                WHERE id = v_child.id;
+                IF v_child.dependents THEN
+                    v_ids := v_ids || v_child.id;
+                    v_status := v_status || v_new;
+                    v_result := v_result || NULL::text;
+                    v_error_type := v_error_type || '{rules.PARENT_FAILED}'::text;
+                    v_error_message := v_error_message || v_message;
+                END IF;
+            ELSIF v_child.waiting_on = 0 THEN
+                v_new := CASE WHEN v_child.run_at > p_now THEN 'scheduled' ELSE 'queued' END;
+                UPDATE {{s}}.jobs SET status = v_new,
+                    history = history || jsonb_build_array(jsonb_build_array(
+                        p_now, v_new, 0, NULL, '{rules.UNBLOCKED_NOTE}'))
+                WHERE id = v_child.id;
+                v_ready := v_ready + 1;
+            END IF;
+        END LOOP;
+        v_i := v_i + 1;
+    END LOOP;
+    IF v_ready > 0 THEN
+        INSERT INTO {{s}}.admission_log VALUES (v_ready);
+        PERFORM pg_notify(p_channel, p_payload);
+    END IF;
+    RETURN v_ready;
+END
+$$;
+"""
+
 _MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     (1, "jobs, leaders and cron ticks", _MIGRATION_1),
     (2, "leader session liveness, runners' names, autovacuum for queue churn", _MIGRATION_2),
     (3, "payloads as json (exact round trips); admission under max_pending", _MIGRATION_3),
     (4, "job progress; cancelled jobs newest first (the web dashboard)", _MIGRATION_4),
     (5, "flow control: paused queues, deadlines to start by, rate counters", _MIGRATION_5),
+    (6, "dependencies: blocked jobs, edges, tell_children", _MIGRATION_6),
 )
 SCHEMA_VERSION = _MIGRATIONS[-1][0]
 """The schema version this release installs and understands."""
@@ -523,6 +641,20 @@ _SETTLED_STATUS = """CASE
 # The outcome's own effect applies unless a cancel request overrode it.
 _AS_ITSELF = "NOT (j.cancel_requested AND u.kind IN ('retry', 'dead', 'released'))"
 
+# Jobs others wait on (dependents) that just ended tell their children, in the
+# same statement, in the order the store changed them ({order}: the outcomes'
+# order, or lease order for a rescue); {ended} is the CTE of the rows changed, channel and payload
+# are $11 and $12 in the settle and $3 and $4 in the rescue. Without such a job,
+# HAVING leaves no row and the function is not called.
+_TOLD = """, told AS (
+    SELECT {{s}}.tell_children(array_agg(id ORDER BY {order}), array_agg(status ORDER BY {order}),
+        array_agg(result_text ORDER BY {order}),
+        array_agg(CASE WHEN status <> 'succeeded' THEN error_type END ORDER BY {order}),
+        array_agg(CASE WHEN status <> 'succeeded' THEN error_message END ORDER BY {order}),
+        {at}, {channel}, {payload}) AS ready
+    FROM {ended} WHERE dependents AND status IN ('succeeded', 'dead', 'cancelled') HAVING count(*) > 0
+)"""
+
 # Outcomes that put a job back in the queue (a retry, a release) notify the
 # other processes in the same statement ($11 channel, $12 payload). The
 # caller sends each (id, token) once: PostgreSQL updates a row at most once
@@ -551,16 +683,18 @@ UPDATE {{s}}.jobs j SET
                  ELSE '{rules.CANCEL_WINS_NOTE}; ' || u.note END)) END
 FROM unnest($1::text[], $2::bigint[], $3::text[], $4::float8[], $5::float8[], $6::text[], $7::text[],
             $8::text[], $9::text[], $10::text[])
-     AS u(id, token, kind, at, retry_at, result, error_type, error_message, error_traceback, note)
+     WITH ORDINALITY AS u(id, token, kind, at, retry_at, result, error_type, error_message, error_traceback, note, ord)
 WHERE j.id = u.id AND j.token = u.token AND j.status = 'running'
-RETURNING j.id, j.token, j.status
+RETURNING j.id, j.token, j.status, j.dependents, u.at, u.ord,
+    CASE WHEN j.dependents THEN j.result::text END AS result_text, j.error_type, j.error_message
 ), logged AS (
     INSERT INTO {{s}}.admission_log
     SELECT count(*) FROM settled WHERE status IN ('queued', 'retrying') HAVING count(*) > 0
-)
+){_TOLD.format(ended="settled", order="ord", at="max(at)", channel="$11", payload="$12")}
 SELECT id, token, status,
        (SELECT count(pg_notify($11, $12)) FROM (
-            SELECT 1 FROM settled WHERE status IN ('queued', 'retrying') LIMIT 1) AS requeued)
+            SELECT 1 FROM settled WHERE status IN ('queued', 'retrying') LIMIT 1) AS requeued),
+       (SELECT ready FROM told)
 FROM settled
 """
 
@@ -577,13 +711,13 @@ _COUNT_PENDING = f"SELECT count(*) FROM {{s}}.jobs WHERE status IN {_WAITING_SQL
 
 _RESCUE = f"""
 WITH expired AS (
-    SELECT id,
+    SELECT id, lease_expires_at AS lease,
            CASE WHEN cancel_requested THEN 'cancelled'
                 WHEN attempts >= max_attempts THEN 'dead'
                 ELSE 'retrying' END AS status
     FROM {{s}}.jobs
     WHERE status = 'running' AND lease_expires_at < $1
-    ORDER BY lease_expires_at
+    ORDER BY lease_expires_at, seq
     LIMIT $2
     FOR UPDATE SKIP LOCKED
 ), rescued AS (
@@ -605,14 +739,16 @@ UPDATE {{s}}.jobs j SET
         jsonb_build_array(j.started_at, 'running', j.attempts, j.worker, ''),
         jsonb_build_array($1, e.status, j.attempts, j.worker, '{rules.LEASE_EXPIRED_NOTE}'))
 FROM expired e WHERE j.id = e.id
-RETURNING j.id, j.name, j.attempts, j.status
+RETURNING j.id, j.name, j.attempts, j.status, j.dependents, NULL::text AS result_text, j.error_type,
+    j.error_message, e.lease, j.seq
 ), logged AS (
     INSERT INTO {{s}}.admission_log
     SELECT count(*) FROM rescued WHERE status = 'retrying' HAVING count(*) > 0
-)
+){_TOLD.format(ended="rescued", order="lease, seq", at="$1", channel="$3", payload="$4")}
 SELECT id, name, attempts, status,
        (SELECT count(pg_notify($3, $4)) FROM (
-            SELECT 1 FROM rescued WHERE status = 'retrying' LIMIT 1) AS requeued)
+            SELECT 1 FROM rescued WHERE status = 'retrying' LIMIT 1) AS requeued),
+       (SELECT ready FROM told)
 FROM rescued
 """
 
@@ -648,7 +784,7 @@ RETURNING holder
 # keep them.
 _STATE_FOR_UPDATE = """
 SELECT status, attempts, token, trigger, run_at, started_at, finished_at, worker, lease_expires_at,
-    cancel_requested, key
+    cancel_requested, key, dependents, error_type, error_message
 FROM {s}.jobs WHERE id = $1 FOR UPDATE
 """
 _APPLY = f"""
@@ -689,6 +825,37 @@ WHERE status IN {_WAITING_SQL}
   AND name <> ALL(ARRAY(SELECT DISTINCT unnest(names) FROM {{s}}.runners WHERE seen_at > $1 - $2))
 GROUP BY name
 """
+
+
+# enqueue_after: lock the parents (in id order, so two enqueues never wait on
+# each other) and flag them; a parent settling meanwhile waits for the commit.
+_LOCK_PARENTS = """
+SELECT id FROM {s}.jobs WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+"""
+_FLAG_PARENTS = """
+UPDATE {s}.jobs SET dependents = true WHERE id = ANY($1::text[])
+RETURNING id, name, status, CASE WHEN status = 'succeeded' THEN result::text END,
+    CASE WHEN status IN ('dead', 'cancelled') THEN error_type END,
+    CASE WHEN status IN ('dead', 'cancelled') THEN error_message END, expires_at
+"""
+_INSERT_CHILD = """
+INSERT INTO {s}.jobs (id, name, queue, priority, max_attempts, timeout, key, workspace_id, trigger,
+    enqueued_at, run_at, args, kwargs, headers, meta, expires_at, status, finished_at, error_type,
+    error_message, error_traceback, history, waiting_on, on_parent_failure)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::json, $13::json, $14::json, $15::json, $16, $17,
+    $18, $19, $20, $21, $22::jsonb, $23, $24)
+"""
+_INSERT_EDGES = """
+INSERT INTO {s}.edges (child, position, parent, parent_name, status, result, error_type, error_message)
+SELECT $1, u.ord - 1, u.parent, u.name, u.status, u.result::json, u.error_type, u.error_message
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+    WITH ORDINALITY AS u(parent, name, status, result, error_type, error_message, ord)
+"""
+_PARENT_OUTCOMES = """
+SELECT parent, parent_name, status, result::text, error_type, error_message
+FROM {s}.edges WHERE child = $1 ORDER BY position
+"""
+_TELL_CHILDREN = "SELECT {s}.tell_children($1, $2, $3, $4, $5, $6, $7, $8)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -738,6 +905,15 @@ class Statements:
     paused: str
     rate_counters: str
     spend: str
+    lock_parents: str
+    flag_parents: str
+    insert_child: str
+    insert_edges: str
+    parent_outcomes: str
+    tell_children: str
+    admit_batch: str
+    log_waiting: str
+    job_exists: str
 
     @classmethod
     def for_schema(cls, schema: str) -> Statements:
@@ -783,6 +959,15 @@ class Statements:
                 f"false) FROM pg_stat_user_tables WHERE relid = '{s}.jobs'::regclass"
             ),
             analyze=f"ANALYZE {s}.jobs",
+            lock_parents=_LOCK_PARENTS.format(**fmt),
+            flag_parents=_FLAG_PARENTS.format(**fmt),
+            insert_child=_INSERT_CHILD.format(**fmt),
+            insert_edges=_INSERT_EDGES.format(**fmt),
+            parent_outcomes=_PARENT_OUTCOMES.format(**fmt),
+            tell_children=_TELL_CHILDREN.format(**fmt),
+            admit_batch=f"SELECT * FROM {s}.admit($1, $2::text[], 0, $3)",
+            log_waiting=f"INSERT INTO {s}.admission_log VALUES (1)",
+            job_exists=f"SELECT 1 FROM {s}.jobs WHERE id = $1",
             limit_locks=_LIMIT_LOCKS,
             running_counts=_RUNNING_COUNTS.format(**fmt),
             expire=_EXPIRE.format(**fmt),

@@ -13,6 +13,9 @@ State machine (``attempts`` counts attempts started)::
                       └─────────────────────────┘ ├──> DEAD ──requeue──> QUEUED
                                                   └──> CANCELLED
 
+    enqueue_after ──> BLOCKED ──last parent ended──> QUEUED / SCHEDULED
+                         └──a parent failed, or cancel──> CANCELLED / DEAD
+
 Rules every store keeps:
 
 * ``claim`` hands out ready jobs (``run_at <= now``; QUEUED, SCHEDULED or
@@ -55,6 +58,7 @@ from typing import Any, Protocol, runtime_checkable
 from jobrunner.models import (
     ClaimedJob,
     ClaimRequest,
+    Dependency,
     Enqueued,
     JobRecord,
     JobSpec,
@@ -63,6 +67,7 @@ from jobrunner.models import (
     LeaseReport,
     LeaseTerms,
     Outcome,
+    ParentOutcome,
     ProgressReport,
     RescuedJob,
     StoreStats,
@@ -186,6 +191,40 @@ class Store(Protocol):
 
     async def cron_state(self) -> dict[str, float]:
         """The last tick fired of every schedule that ever fired: name -> epoch seconds."""
+        ...
+
+    # dependencies (after=) ------------------------------------------------------
+    # Only jobs enqueued with enqueue_after, and the jobs they wait for, touch
+    # what these need; a store keeps plain enqueues, claims and settles free of it.
+    async def enqueue_after(
+        self,
+        jobs: Sequence[JobSpec],
+        after: Sequence[Dependency],
+        now: float,
+        *,
+        connection: Any = None,
+        max_pending: int | None = None,
+    ) -> list[Enqueued]:
+        """``enqueue``, each job waiting for the parents of its ``Dependency`` (same order).
+
+        All or none, in one transaction. A parent may be an earlier job of the
+        same batch (a chain); one answered by the holder of its key makes its
+        children wait on that holder. Per ``transitions.after``: a job with a parent
+        not yet ended is BLOCKED, which no claim takes; a parent that already
+        ended counts as it ended. From then on, whenever a parent ends (any
+        settle, rescue or cancel that makes it final), the same transaction
+        applies ``transitions.parent_ended`` to its blocked children and,
+        transitively, to theirs. A job with no parents enqueues as ``enqueue``
+        does. ``max_pending`` counts every job created, blocked ones included.
+        Raises JobNotFound for an unknown parent (nothing written), ValueError
+        for a job with a ``key`` and parents.
+        """
+        ...
+
+    async def parent_outcomes(self, job_id: str) -> list[ParentOutcome]:
+        """How the parents of a job enqueued after them ended, in the order given
+        (empty for a job without parents); kept while the job is, even once the
+        parents are pruned. Raises JobNotFound."""
         ...
 
     # inspection and repair ---------------------------------------------------

@@ -48,6 +48,7 @@ from jobrunner.errors import JobNotFound, QueueFull
 from jobrunner.models import (
     ClaimedJob,
     ClaimRequest,
+    Dependency,
     Enqueued,
     ErrorInfo,
     ExpiredJob,
@@ -60,6 +61,7 @@ from jobrunner.models import (
     LeaseTerms,
     Outcome,
     OutcomeKind,
+    ParentOutcome,
     Progress,
     ProgressReport,
     RescuedJob,
@@ -243,6 +245,32 @@ class _Lane:
         yield from (entry[3] for entry in self.late)
 
 
+class _Waits:
+    """What a job enqueued after parents knows of them (kept while the job is)."""
+
+    __slots__ = ("ended", "names", "on_failure", "waiting")
+
+    def __init__(self, names: dict[str, str], on_failure: str) -> None:
+        self.names = names
+        """Parent id -> job name, in the order given."""
+        self.on_failure = on_failure
+        self.waiting = 0
+        """Parents not ended yet."""
+        self.ended: dict[str, ParentOutcome] = {}
+
+
+def _outcome(state: _State) -> ParentOutcome:
+    """How a final parent ended, as its children keep it."""
+    spec, status, error = state[SPEC], state[STATUS], state[ERROR]
+    return ParentOutcome(
+        spec[_ID],
+        spec[_NAME],
+        JobStatus(status),
+        _copy(state[RESULT]) if status == _SUCCEEDED else None,
+        None if error is None or status == _SUCCEEDED else ErrorInfo(error[0], error[1], ""),
+    )
+
+
 class MemoryStore:
     """Jobs in this process's memory. ``Runner()`` uses it by default.
 
@@ -290,6 +318,12 @@ class MemoryStore:
         self._limited = False
         self._rates: dict[str, flow.Window] = {}  # rate scope -> (window start, starts)
         self._rate_wake: float | None = None  # when the last claim's spent window ends
+        # Dependencies (enqueue_after): a job's parents, and each parent's
+        # children (kept while the parent is). Both empty unless after= is used,
+        # and the hot paths look only at whether _dependents is empty.
+        self._deps: dict[str, _Waits] = {}
+        self._dependents: dict[str, list[str]] = {}
+        self._ended: list[_State] = []  # parents ended, children not yet told
 
     # lifecycle -------------------------------------------------------------
     async def open(self) -> None:
@@ -397,6 +431,39 @@ class MemoryStore:
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(new)
+        if self._dependents and spec[_ID] in self._dependents:
+            self._ended.append(new)
+            if len(self._ended) == 1:  # not already telling children (iterative, not recursive)
+                self._tell_children()
+
+    def _tell_children(self) -> None:
+        """Apply ``transitions.parent_ended`` to the children of every parent that
+        ended, including children that end in turn."""
+        ended = self._ended
+        ready = False
+        while ended:
+            parent = ended[0]
+            parent_id, status, now = parent[SPEC][_ID], parent[STATUS], parent[FINISHED]
+            outcome = _outcome(parent)
+            for child_id in self._dependents.get(parent_id, ()):
+                waits = self._deps.get(child_id)
+                child = self._jobs.get(child_id)
+                if waits is None or child is None:
+                    continue
+                first = parent_id not in waits.ended
+                waits.ended[parent_id] = outcome  # the latest end (a requeued parent ends again)
+                if not first:
+                    continue
+                waits.waiting -= 1
+                change = rules.parent_ended(
+                    _view(child), now, parent_id, status, waits.waiting, waits.on_failure
+                )
+                if change is not None and change.state.status != child[STATUS]:
+                    # May end the child, which appends it to ``ended``.
+                    ready |= self._change(child, change, now)[STATUS] in _WAITING
+            ended.pop(0)
+        if ready:
+            self._notify()
 
     def _forget(self, state: _State) -> bool:
         spec = state[SPEC]
@@ -406,6 +473,10 @@ class MemoryStore:
         self._counts[spec[_QUEUE]][state[STATUS]] -= 1
         if self._progress:
             self._progress.pop(spec[_ID], None)
+        if self._deps:
+            self._deps.pop(spec[_ID], None)
+        if self._dependents:
+            self._dependents.pop(spec[_ID], None)
         return True
 
     # producing -------------------------------------------------------------
@@ -680,7 +751,7 @@ class MemoryStore:
                     state[STARTED], outcome.at, state[WORKER], None, state[CANCEL], outcome.result,
                     state[ERROR], state[HISTORY], state[SEQ],
                 )  # fmt: skip
-                if plain[_KEY] is not None or self._waiters:
+                if plain[_KEY] is not None or self._waiters or self._dependents:
                     self._finished_state(state, new)
                     continue
                 # The common case, inlined: no key to free, nobody waiting.
@@ -721,7 +792,10 @@ class MemoryStore:
         """Retry, dead-letter or cancel running jobs whose lease ran out."""
         rescued: list[RescuedJob] = []
         jobs = self._jobs
-        expired = [jobs[i] for i in self._running if jobs[i][LEASE] < now]
+        # In lease order (then enqueue order), as every store rescues.
+        expired = sorted(
+            (jobs[i] for i in self._running if jobs[i][LEASE] < now), key=lambda s: (s[LEASE], s[SEQ])
+        )
         for state in expired:
             spec = state[SPEC]
             del self._running[spec[_ID]]
@@ -786,6 +860,102 @@ class MemoryStore:
     async def cron_state(self) -> dict[str, float]:
         """Last tick per schedule."""
         return dict(self._ticks)
+
+    # dependencies (after=) ---------------------------------------------------------
+    async def enqueue_after(
+        self,
+        jobs: Sequence[JobSpec],
+        after: Sequence[Dependency],
+        now: float,
+        *,
+        connection: Any = None,
+        max_pending: int | None = None,
+    ) -> list[Enqueued]:
+        """Add jobs that wait for their parents (see ``Store.enqueue_after``)."""
+        if connection is not None:
+            raise ValueError("the memory store has no connections; enqueue without connection=")
+        if len(after) != len(jobs):
+            raise ValueError(f"enqueue_after: {len(jobs)} jobs but {len(after)} dependencies")
+        rules.check_dependencies(jobs, [dependency.parents for dependency in after])
+        batch: dict[str, str] = {}
+        for spec, dependency in zip(jobs, after, strict=True):
+            for parent_id in dependency.parents:
+                if parent_id in batch:
+                    continue
+                parent = self._jobs.get(parent_id)
+                if parent is None:
+                    raise JobNotFound(parent_id)
+                if parent[SPEC][_EXPIRES] is not None and parent[STATUS] not in _FINAL:
+                    raise rules.deadline_parent(parent_id)
+            batch[spec.id] = spec.name
+        pending = self._pending
+        if max_pending is not None and pending:
+            created = self._would_create(jobs)
+            if not rules.admits(pending, created, max_pending):
+                raise QueueFull(pending, max_pending)
+        out: list[Enqueued] = []
+        alias: dict[str, str] = {}  # a job of the batch answered by its key's holder -> the holder
+        for spec, dependency in zip(jobs, after, strict=True):
+            key = spec.key
+            if key is not None:
+                existing = self._keys.get(key)
+                if existing is not None:
+                    out.append(Enqueued(existing, False))
+                    alias[spec.id] = existing
+                    continue
+                self._keys[key] = spec.id
+            parents = tuple(dict.fromkeys(alias.get(p, p) for p in dependency.parents))
+            if not parents:
+                self._add(spec, rules.Change(rules.enqueued(spec, now)), now)
+                out.append(Enqueued(spec.id, True))
+                continue
+            waits = _Waits({p: self._jobs[p][SPEC][_NAME] for p in parents}, dependency.on_failure)
+            ended: list[tuple[str, str]] = []
+            for parent_id in parents:
+                parent = self._jobs[parent_id]
+                if parent[STATUS] in _FINAL:
+                    waits.ended[parent_id] = _outcome(parent)
+                    ended.append((parent_id, parent[STATUS]))
+                else:
+                    waits.waiting += 1
+            change = rules.after(spec, now, ended, waits.waiting, dependency.on_failure)
+            self._deps[spec.id] = waits
+            for parent_id in parents:
+                self._dependents.setdefault(parent_id, []).append(spec.id)
+            self._add(spec, change, now)
+            out.append(Enqueued(spec.id, True))
+        self._notify()
+        return out
+
+    def _add(self, spec: JobSpec, change: rules.Change, now: float) -> None:
+        """Install a new job in the state ``change`` gives it."""
+        new = change.state
+        error = new.error
+        state: _State = (
+            spec, *new[:-1], None if error is None else (error.type, error.message, error.traceback),
+            change.log, next(self._seq),
+        )  # fmt: skip
+        self._jobs[spec.id] = state
+        self._counts_of(spec.queue)[new.status] += 1
+        if new.status in _WAITING:
+            self._pending += 1
+            self._file(state, now)
+        elif new.status in _FINAL and new.status != _DEAD:
+            self._finished.append(state)
+
+    async def parent_outcomes(self, job_id: str) -> list[ParentOutcome]:
+        """As recorded when each parent ended."""
+        if job_id not in self._jobs:
+            raise JobNotFound(job_id)
+        waits = self._deps.get(job_id)
+        if waits is None:
+            return []
+        return [
+            ParentOutcome(outcome.id, outcome.name, outcome.status, _copy(outcome.result), outcome.error)
+            if (outcome := waits.ended.get(parent_id)) is not None
+            else ParentOutcome(parent_id, name, None)
+            for parent_id, name in waits.names.items()
+        ]
 
     # inspection and repair -----------------------------------------------------
     def _record(self, state: _State) -> JobRecord:

@@ -68,6 +68,7 @@ from jobrunner.logs import get_logger
 from jobrunner.models import (
     ClaimedJob,
     ClaimRequest,
+    Dependency,
     Enqueued,
     ErrorInfo,
     ExpiredJob,
@@ -80,6 +81,7 @@ from jobrunner.models import (
     LeaseTerms,
     Outcome,
     OutcomeKind,
+    ParentOutcome,
     Progress,
     ProgressReport,
     RescuedJob,
@@ -1082,8 +1084,23 @@ class PostgresStore:
                 return JobStatus(state.status)  # left as it is
             change = rules.cancelled(state, now)
             await self._apply(conn, job_id, change)
+            ready = 0
+            if row[11] and change.state.status == rules.CANCELLED:  # others wait on it
+                ready = await conn.fetchval(
+                    self._sql.tell_children,
+                    [job_id],
+                    [rules.CANCELLED],
+                    [None],
+                    [row[12]],
+                    [row[13]],
+                    now,
+                    self._channel,
+                    self._instance,
+                )
         if change.state.status == rules.CANCELLED:
             self._wake_waiters((job_id,))
+        if ready:
+            self._notify_local()
         return JobStatus(change.state.status)
 
     async def requeue(self, job_id: str, now: float) -> JobRecord:
@@ -1105,6 +1122,140 @@ class PostgresStore:
             record = await conn.fetchrow(self._sql.get, job_id)
         await self._announce(pool)
         return _record(record)
+
+    # dependencies (after=) ------------------------------------------------------------
+    async def enqueue_after(
+        self,
+        jobs: Sequence[JobSpec],
+        after: Sequence[Dependency],
+        now: float,
+        *,
+        connection: Any = None,
+        max_pending: int | None = None,
+    ) -> list[Enqueued]:
+        """Insert jobs and their edges in one transaction (see ``Store.enqueue_after``).
+
+        Each job's parents are locked (``FOR UPDATE``) and flagged before the
+        job is inserted: a parent's settle either committed before, and the job
+        counts it as ended, or waits for this commit and then tells the job
+        (``tell_children``). ``connection``: inside the caller's transaction,
+        as ``enqueue``.
+        """
+        if len(after) != len(jobs):
+            raise ValueError(f"enqueue_after: {len(jobs)} jobs but {len(after)} dependencies")
+        if connection is not None and not _is_connection(connection):
+            raise TypeError(f"enqueue_after(connection={connection!r}): pass an asyncpg connection")
+        rules.check_dependencies(jobs, [dependency.parents for dependency in after])
+        columns = _columns(jobs)  # raises TypeError before anything is written
+        if connection is not None:
+            async with connection.transaction():
+                return await self._insert_after(connection, jobs, after, columns, now, max_pending, "")
+        pool = self._require_pool()
+        for attempt in range(5):
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    out = await self._insert_after(
+                        conn, jobs, after, columns, now, max_pending, self._instance
+                    )
+                break
+            except asyncpg.DeadlockDetectedError:
+                # Parents locked while a settle of several of them locks them in
+                # another order: nothing was written; try again.
+                if attempt == 4:
+                    raise
+        self._notify_local()
+        return out
+
+    async def _insert_after(
+        self,
+        conn: Any,
+        jobs: Sequence[JobSpec],
+        after: Sequence[Dependency],
+        columns: list[list[Any]],
+        now: float,
+        max_pending: int | None,
+        notify_payload: str,
+    ) -> list[Enqueued]:
+        if max_pending is not None:
+            pending, admitted = await conn.fetchrow(
+                self._sql.admit_batch,
+                max_pending,
+                [None] * len(jobs),
+                notify_payload != "",
+            )
+            if not admitted:
+                raise QueueFull(pending, max_pending)
+        out: list[Enqueued] = []
+        alias: dict[str, str] = {}  # a job of the batch answered by its key's holder -> the holder
+        woke = False  # a job with parents went in ready to run
+        for i, (spec, dependency) in enumerate(zip(jobs, after, strict=True)):
+            row = [column[i] for column in columns]
+            if not dependency.parents:
+                (answer,) = await self._insert(conn, [spec], [[value] for value in row], now, notify_payload)
+                if not answer.created:
+                    alias[spec.id] = answer.id
+                out.append(answer)
+                continue
+            parents = list(dict.fromkeys(alias.get(p, p) for p in dependency.parents))
+            await conn.fetch(self._sql.lock_parents, parents)
+            found = {r[0]: r for r in await conn.fetch(self._sql.flag_parents, parents)}
+            for parent_id in parents:
+                if parent_id not in found:
+                    raise JobNotFound(parent_id)
+                if found[parent_id][6] is not None and found[parent_id][2] not in rules.FINAL:
+                    raise rules.deadline_parent(parent_id)
+            ended = [(p, found[p][2]) for p in parents if found[p][2] in rules.FINAL]
+            waiting = len(parents) - len(ended)
+            change = rules.after(spec, now, ended, waiting, dependency.on_failure)
+            new = change.state
+            error = new.error
+            await conn.execute(
+                self._sql.insert_child,
+                *row,
+                new.status,
+                new.finished_at,
+                None if error is None else error.type,
+                None if error is None else error.message,
+                None if error is None else error.traceback,
+                dumps(change.log),
+                waiting,
+                dependency.on_failure,
+            )
+            if new.status in rules.WAITING:
+                await conn.execute(self._sql.log_waiting)
+            edges = [found[p] for p in parents]
+            await conn.execute(
+                self._sql.insert_edges,
+                spec.id,
+                parents,
+                [e[1] for e in edges],
+                [e[2] if e[2] in rules.FINAL else None for e in edges],
+                [e[3] for e in edges],
+                [e[4] for e in edges],
+                [e[5] for e in edges],
+            )
+            out.append(Enqueued(spec.id, True))
+            woke = woke or new.status in rules.WAITING
+        if woke:  # delivered at commit, to every process (plain jobs notified by their insert)
+            await conn.execute("SELECT pg_notify($1, $2)", self._channel, notify_payload)
+        return out
+
+    async def parent_outcomes(self, job_id: str) -> list[ParentOutcome]:
+        """As copied into the job's edges when each parent ended."""
+        async with self._require_pool().acquire() as conn:
+            rows = await conn.fetch(self._sql.parent_outcomes, job_id)
+            if not rows and await conn.fetchval(self._sql.job_exists, job_id) is None:
+                raise JobNotFound(job_id)
+        return [
+            ParentOutcome(
+                parent,
+                name,
+                None if status is None else JobStatus(status),
+                None if result is None else loads(result),
+                None if error_type is None else ErrorInfo(error_type, error_message or "", ""),
+            )
+            for parent, name, status, result, error_type, error_message in rows
+        ]
 
     async def _apply(self, conn: Any, job_id: str, change: rules.Change) -> None:
         """Write a ``transitions`` change that keeps the result and the error."""
@@ -1259,7 +1410,9 @@ def _columns(jobs: Sequence[JobSpec]) -> list[list[Any]]:
 
 def _state(row: Any) -> rules.JobState:
     """A row read with ``_STATE_FOR_UPDATE`` as ``transitions`` sees it (result and error not read)."""
-    (status, attempts, token, trigger, run_at, started_at, finished_at, worker, lease, cancel, _key) = row
+    status, attempts, token, trigger, run_at, started_at, finished_at, worker, lease, cancel = (
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9]
+    )  # fmt: skip
     return rules.JobState(
         status, attempts, token, trigger, run_at, started_at, finished_at, worker, lease, cancel, None, None
     )

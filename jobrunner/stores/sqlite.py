@@ -49,6 +49,7 @@ from jobrunner.logs import get_logger
 from jobrunner.models import (
     ClaimedJob,
     ClaimRequest,
+    Dependency,
     Enqueued,
     ErrorInfo,
     ExpiredJob,
@@ -61,6 +62,7 @@ from jobrunner.models import (
     LeaseTerms,
     Outcome,
     OutcomeKind,
+    ParentOutcome,
     Progress,
     ProgressReport,
     RescuedJob,
@@ -213,6 +215,39 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        "dependencies: jobs enqueued after others (blocked until their parents end)",
+        (
+            # 1 once a job enqueued after= waits on this one: only settles,
+            # rescues and cancels of such jobs look at the edges.
+            "ALTER TABLE jobrunner_jobs ADD COLUMN dependents INTEGER NOT NULL DEFAULT 0",
+            # A job enqueued after parents: how many have not ended (NULL: no parents).
+            "ALTER TABLE jobrunner_jobs ADD COLUMN waiting_on INTEGER",
+            "ALTER TABLE jobrunner_jobs ADD COLUMN on_parent_failure TEXT",
+            # One row per (child, parent); a parent's outcome is copied in when it
+            # ends, so the child reads it even once the parent is pruned.
+            """
+            CREATE TABLE jobrunner_edges (
+                child TEXT NOT NULL,
+                position INTEGER NOT NULL,    -- order of the parents as given
+                parent TEXT NOT NULL,
+                parent_name TEXT NOT NULL,
+                status TEXT,                  -- the parent's final status; NULL until it ends
+                result TEXT,
+                error_type TEXT,
+                error_message TEXT,
+                PRIMARY KEY (child, position)
+            )
+            """,
+            "CREATE INDEX jobrunner_edges_parent ON jobrunner_edges (parent)",
+            # The edges go with their child (prune, purge).
+            """
+            CREATE TRIGGER jobrunner_edges_of_deleted AFTER DELETE ON jobrunner_jobs
+            WHEN old.waiting_on IS NOT NULL
+            BEGIN DELETE FROM jobrunner_edges WHERE child = old.id; END
+            """,
+        ),
+    ),
 )
 """Schema steps, applied in order, each recorded in ``jobrunner_migrations``.
 
@@ -227,6 +262,7 @@ _QUEUED = rules.QUEUED
 _SCHEDULED = rules.SCHEDULED
 _SUCCEEDED = rules.SUCCEEDED
 _CANCELLED = rules.CANCELLED
+_BLOCKED = rules.BLOCKED
 _FINAL = rules.FINAL
 
 # --------------------------------------------------------------------------------------
@@ -338,11 +374,13 @@ ON CONFLICT (worker) DO UPDATE SET names = excluded.names, seen_at = excluded.se
 # of its spec. The result and error columns are left out: see _UNREAD.
 _STATE = """
 SELECT seq, id, name, key, max_attempts, status, attempts, token, trigger, run_at, started_at,
-    finished_at, worker, lease_until, cancel_requested
+    finished_at, worker, lease_until, cancel_requested, dependents
 FROM jobrunner_jobs
 """
 _RUNNING_OF = _STATE + "WHERE id IN (SELECT value FROM json_each(?)) AND status = 'running'"
-_EXPIRED = _STATE + "WHERE status = 'running' AND lease_until < ?"
+# In lease order (then enqueue order), as every store rescues: the order in which
+# rescued parents tell their children.
+_EXPIRED = _STATE + "WHERE status = 'running' AND lease_until < ? ORDER BY lease_until, seq"
 _STATE_OF = _STATE + "WHERE id = ?"
 _EXPIRING = (
     _STATE.replace("\nFROM", ", queue, expires_at\nFROM")
@@ -457,8 +495,8 @@ def _expire(conn: sqlite3.Connection, now: float) -> list[ExpiredJob]:
     """End the waiting jobs whose deadline has come (``transitions.lapsed``)."""
     gone: list[ExpiredJob] = []
     for row in conn.execute(_EXPIRING, (now,)).fetchall():
-        seq, job_id, name, _, _, state = _state(row[:15])
-        queue, expires_at = row[15], row[16]
+        seq, job_id, name, _, _, state, _ = _state(row[:16])  # no dependents: check_dependencies
+        queue, expires_at = row[16], row[17]
         _apply(conn, seq, state, rules.lapsed(state, now), now)
         gone.append(ExpiredJob(job_id, name, queue, expires_at))
     return gone
@@ -615,15 +653,15 @@ _UNREAD = ErrorInfo("", "", "")
 error returns this very object, and its columns are then left as they are."""
 
 
-def _state(row: tuple[Any, ...]) -> tuple[int, str, str, str | None, int, rules.JobState]:
-    """``(seq, id, name, key, max_attempts, state)`` of a row read with ``_STATE``."""
+def _state(row: tuple[Any, ...]) -> tuple[int, str, str, str | None, int, rules.JobState, int]:
+    """``(seq, id, name, key, max_attempts, state, dependents)`` of a row read with ``_STATE``."""
     (seq, job_id, name, key, max_attempts, status, attempts, token, trigger, run_at, started_at,
-     finished_at, worker, lease_until, cancel) = row  # fmt: skip
+     finished_at, worker, lease_until, cancel, dependents) = row  # fmt: skip
     state = rules.JobState(
         status, attempts, token, trigger, run_at, started_at, finished_at, worker, lease_until,
         bool(cancel), None, _UNREAD,
     )  # fmt: skip
-    return seq, job_id, name, key, max_attempts, state
+    return seq, job_id, name, key, max_attempts, state, dependents
 
 
 def _apply(conn: sqlite3.Connection, seq: int, old: rules.JobState, change: rules.Change, now: float) -> None:
@@ -655,6 +693,7 @@ def _settle(
     final: list[str] = []
     succeeded: list[tuple[Any, ...]] = []
     ready = False
+    parents: list[tuple[str, float]] = []  # jobs that others wait on, ended
     for outcome, result in zip(outcomes, results, strict=True):
         job_id = outcome.job_id
         current = running.get(job_id)
@@ -666,16 +705,22 @@ def _settle(
         if outcome.kind is OutcomeKind.SUCCEEDED:
             succeeded.append((outcome.at, result, seq))
             final.append(job_id)
+            if current[6]:
+                parents.append((job_id, outcome.at))
             continue
         change = rules.settled(current[5], outcome)
         assert change is not None  # held: checked above
         _apply(conn, seq, current[5], change, outcome.at)
         if change.state.status in rules.FINAL:
             final.append(job_id)
+            if current[6]:
+                parents.append((job_id, outcome.at))
         else:
             ready = True
     if succeeded:
         conn.executemany(_SUCCEED, succeeded)
+    for parent_id, at in parents:
+        ready |= _tell_children(conn, parent_id, at, final)
     return lost, final, ready
 
 
@@ -704,27 +749,35 @@ def _extend(
     return LeaseReport(tuple(lost), tuple(cancel))
 
 
-def _rescue(conn: sqlite3.Connection, now: float) -> list[RescuedJob]:
+def _rescue(conn: sqlite3.Connection, now: float) -> tuple[list[RescuedJob], list[str]]:
+    """The jobs rescued, and the jobs that ended because a rescued parent did."""
     rescued: list[RescuedJob] = []
+    children: list[str] = []
     for row in conn.execute(_EXPIRED, (now,)).fetchall():
-        seq, job_id, name, _, max_attempts, state = _state(row)
+        seq, job_id, name, _, max_attempts, state, dependents = _state(row)
         change = rules.rescued(state, now, max_attempts)
         _apply(conn, seq, state, change, now)
         rescued.append(RescuedJob(job_id, name, state.attempts, JobStatus(change.state.status)))
-    return rescued
+        if dependents and change.state.status in rules.FINAL:
+            _tell_children(conn, job_id, now, children)
+    return rescued, children
 
 
-def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> str | None:
-    """The status after the cancel, or None if there is no such job."""
+def _cancel(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[str, list[str]] | None:
+    """The status after the cancel and the jobs that ended with it (its
+    dependents), or None if there is no such job."""
     row = conn.execute(_STATE_OF, (job_id,)).fetchone()
     if row is None:
         return None
-    seq, _, _, _, _, state = _state(row)
+    seq, _, _, _, _, state, dependents = _state(row)
     if state.status in rules.FINAL:
-        return state.status  # left as it is
+        return state.status, []  # left as it is
     change = rules.cancelled(state, now)
     _apply(conn, seq, state, change, now)
-    return change.state.status
+    ended: list[str] = []
+    if dependents and change.state.status in rules.FINAL:
+        _tell_children(conn, job_id, now, ended)
+    return change.state.status, ended
 
 
 def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ...] | None:
@@ -732,7 +785,7 @@ def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ..
     row = conn.execute(_STATE_OF, (job_id,)).fetchone()
     if row is None:
         return None
-    seq, _, _, key, _, state = _state(row)
+    seq, _, _, key, _, state, _ = _state(row)
     holder = None
     if key is not None:
         found = conn.execute(_ACTIVE_KEY, (key,)).fetchone()
@@ -747,6 +800,135 @@ def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ..
 def _set_progress(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, int]]) -> list[str]:
     update = "UPDATE jobrunner_jobs SET progress = ? WHERE id = ? AND token = ? AND status = 'running'"
     return [row[1] for row in rows if not conn.execute(update, row).rowcount]
+
+
+# A parent's children in the order they were enqueued (rowid: insertion order).
+_EDGES_OF = "SELECT child, position, status FROM jobrunner_edges WHERE parent = ? ORDER BY rowid"
+_RECORD_EDGE = """
+UPDATE jobrunner_edges SET status = ?, result = ?, error_type = ?, error_message = ? WHERE child = ? AND position = ?
+"""
+_ENDED_AS = "SELECT status, result, error_type, error_message FROM jobrunner_jobs WHERE id = ?"
+_DEADLINE_OF = "SELECT expires_at, status FROM jobrunner_jobs WHERE id = ?"
+_WAITS_OF = "SELECT waiting_on, on_parent_failure FROM jobrunner_jobs WHERE id = ?"
+_INSERT_EDGE = """
+INSERT INTO jobrunner_edges (child, position, parent, parent_name, status, result, error_type, error_message)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _outcome_columns(row: tuple[Any, ...]) -> tuple[str, str | None, str | None, str | None]:
+    """(status, result, error type, error message) of a final job read with ``_ENDED_AS``,
+    as its edges keep them: the result of a success, the error of a failure."""
+    status, result, error_type, error_message = row
+    if status == _SUCCEEDED:
+        return status, result, None, None
+    return status, None, error_type, error_message
+
+
+def _tell_children(conn: sqlite3.Connection, parent_id: str, now: float, ended: list[str]) -> bool:
+    """``transitions.parent_ended`` for every child of ``parent_id``, which just
+    ended, and transitively for children that end too; ``ended`` collects those.
+    Returns True if a child became ready to run."""
+    ready = False
+    work = [parent_id]  # breadth first, as every store tells them
+    while work:
+        parent = work.pop(0)
+        outcome = _outcome_columns(conn.execute(_ENDED_AS, (parent,)).fetchone())
+        for child_id, position, before in conn.execute(_EDGES_OF, (parent,)).fetchall():
+            conn.execute(_RECORD_EDGE, (*outcome, child_id, position))  # its latest end
+            if before is not None:
+                continue  # a requeued parent ended again: counted the first time
+            row = conn.execute(_STATE_OF, (child_id,)).fetchone()
+            seq, _, _, _, _, state, dependents = _state(row)
+            if state.status != _BLOCKED:
+                continue
+            waiting, on_failure = conn.execute(_WAITS_OF, (child_id,)).fetchone()
+            conn.execute("UPDATE jobrunner_jobs SET waiting_on = ? WHERE seq = ?", (waiting - 1, seq))
+            change = rules.parent_ended(state, now, parent, outcome[0], waiting - 1, on_failure)
+            if change is None or change.state.status == state.status:
+                continue
+            _apply(conn, seq, state, change, now)
+            if change.state.status in rules.FINAL:
+                ended.append(child_id)
+                if dependents:
+                    work.append(child_id)
+            else:
+                ready = True
+    return ready
+
+
+def _enqueue_after(
+    conn: sqlite3.Connection,
+    specs: Sequence[JobSpec],
+    after: Sequence[Dependency],
+    now: float,
+    max_pending: int | None,
+) -> tuple[list[Enqueued], list[str]]:
+    """Insert jobs and their edges (see ``Store.enqueue_after``); also return the ids
+    of jobs inserted already ended (a parent had failed)."""
+    rules.check_dependencies(specs, [dependency.parents for dependency in after])
+    batch: set[str] = set()
+    for spec, dependency in zip(specs, after, strict=True):
+        for parent_id in dependency.parents:
+            if parent_id in batch:
+                continue
+            found = conn.execute(_DEADLINE_OF, (parent_id,)).fetchone()
+            if found is None:
+                raise JobNotFound(parent_id)
+            if found[0] is not None and found[1] not in _FINAL:
+                raise rules.deadline_parent(parent_id)
+        batch.add(spec.id)
+    if max_pending is not None:
+        _admit(conn, len(specs), max_pending)  # blocked ones included (see Store.enqueue_after)
+    out: list[Enqueued] = []
+    ended: list[str] = []
+    alias: dict[str, str] = {}  # a job of the batch answered by its key's holder -> the holder
+    for spec, dependency in zip(specs, after, strict=True):
+        if not dependency.parents:
+            (answer,) = _insert_rows(conn, (_encode_spec(spec, now),))
+            if not answer.created:
+                alias[spec.id] = answer.id
+            out.append(answer)
+            continue
+        parents = tuple(dict.fromkeys(alias.get(p, p) for p in dependency.parents))
+        outcomes: list[tuple[str, str, tuple[str, str | None, str | None, str | None] | None]] = []
+        for parent_id in parents:
+            name, status = conn.execute(
+                "UPDATE jobrunner_jobs SET dependents = 1 WHERE id = ? RETURNING name, status", (parent_id,)
+            ).fetchone()
+            done = None
+            if status in _FINAL:
+                done = _outcome_columns(conn.execute(_ENDED_AS, (parent_id,)).fetchone())
+            outcomes.append((parent_id, name, done))
+        waiting = sum(1 for _, _, done in outcomes if done is None)
+        ended_parents = [(p, done[0]) for p, _, done in outcomes if done is not None]
+        change = rules.after(spec, now, ended_parents, waiting, dependency.on_failure)
+        conn.execute(_INSERT, _encode_spec(spec, now))
+        (seq,) = conn.execute(
+            "UPDATE jobrunner_jobs SET waiting_on = ?, on_parent_failure = ? WHERE id = ? RETURNING seq",
+            (waiting, dependency.on_failure, spec.id),
+        ).fetchone()
+        base = rules.enqueued(spec, now)
+        if change.state.status == base.status:
+            conn.execute(_MORE_WAITING, (1,))  # inserted waiting, and it stays so
+        else:  # blocked or ended: not waiting
+            _apply(conn, seq, base, change, now)
+        if change.state.status in _FINAL:
+            ended.append(spec.id)
+        for position, (parent_id, name, done) in enumerate(outcomes):
+            conn.execute(_INSERT_EDGE, (spec.id, position, parent_id, name, *(done or (None,) * 4)))
+        out.append(Enqueued(spec.id, True))
+    return out, ended
+
+
+def _parent_outcomes(conn: sqlite3.Connection, job_id: str) -> list[tuple[Any, ...]] | None:
+    if conn.execute("SELECT 1 FROM jobrunner_jobs WHERE id = ?", (job_id,)).fetchone() is None:
+        return None
+    return conn.execute(
+        "SELECT parent, parent_name, status, result, error_type, error_message FROM jobrunner_edges "
+        "WHERE child = ? ORDER BY position",
+        (job_id,),
+    ).fetchall()
 
 
 def _fire_tick(conn: sqlite3.Connection, schedule: str, fire_at: float, row: tuple[Any, ...]) -> bool:
@@ -1474,9 +1656,10 @@ class SQLiteStore:
     # maintenance -------------------------------------------------------------
     async def rescue_expired(self, now: float) -> list[RescuedJob]:
         """Retry, dead-letter or cancel running jobs whose lease ran out."""
-        rescued = await self._write("rescue expired leases", _rescue, now)
+        rescued, children = await self._write("rescue expired leases", _rescue, now)
         if rescued:
             self._finished(job.id for job in rescued if job.status is not JobStatus.RETRYING)
+            self._finished(children)
             self._notify()
         return rescued
 
@@ -1575,11 +1758,14 @@ class SQLiteStore:
 
     async def cancel(self, job_id: str, now: float) -> JobStatus:
         """Cancel a waiting job, or flag a running one (its runner hears at its next heartbeat)."""
-        status = await self._write("cancel a job", _cancel, job_id, now)
-        if status is None:
+        done = await self._write("cancel a job", _cancel, job_id, now)
+        if done is None:
             raise JobNotFound(job_id)
+        status, children = done
         if status == _CANCELLED:
-            self._finished((job_id,))
+            self._finished((job_id, *children))
+            if children:
+                self._notify()  # a dependent with policy RUN may have become ready
         return JobStatus(status)
 
     async def requeue(self, job_id: str, now: float) -> JobRecord:
@@ -1589,6 +1775,47 @@ class SQLiteStore:
             raise JobNotFound(job_id)
         self._notify()
         return _record(row)
+
+    # dependencies (after=) ----------------------------------------------------------
+    async def enqueue_after(
+        self,
+        jobs: Sequence[JobSpec],
+        after: Sequence[Dependency],
+        now: float,
+        *,
+        connection: Any = None,
+        max_pending: int | None = None,
+    ) -> list[Enqueued]:
+        """Insert jobs and their edges in one transaction (see ``Store.enqueue_after``).
+
+        The transaction reads each parent's status and flags it, serialized with
+        every settle (one writer at a time, across processes): a parent ends
+        either before, and is counted as ended, or after, and tells the child.
+        """
+        if connection is not None:
+            raise ValueError("the SQLite store joins no outside transaction; enqueue without connection=")
+        if len(after) != len(jobs):
+            raise ValueError(f"enqueue_after: {len(jobs)} jobs but {len(after)} dependencies")
+        out, ended = await self._write("enqueue after parents", _enqueue_after, jobs, after, now, max_pending)
+        self._finished(ended)
+        self._notify()
+        return out
+
+    async def parent_outcomes(self, job_id: str) -> list[ParentOutcome]:
+        """As copied into the job's edges when each parent ended."""
+        rows = await self._read("read parent outcomes", _parent_outcomes, job_id)
+        if rows is None:
+            raise JobNotFound(job_id)
+        return [
+            ParentOutcome(
+                parent,
+                name,
+                None if status is None else JobStatus(status),
+                None if result is None else loads(result),
+                None if error_type is None else ErrorInfo(error_type, error_message or "", ""),
+            )
+            for parent, name, status, result, error_type, error_message in rows
+        ]
 
     async def list_jobs(
         self,
