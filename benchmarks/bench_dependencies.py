@@ -7,7 +7,8 @@ rounds, medians:
 * hot path: the enqueue-then-run workload every script runs
   (``_workloads.jobrunner_run``, no-op jobs, all defaults), run with this
   tree's jobrunner and with a baseline tree, the package as it was at
-  ``--base`` (default: where this branch left ``main``), extracted with
+  ``--base`` (default: the last commit before dependencies,
+  ``_baseline.BEFORE_FLOW``), extracted with
   ``git archive`` into a temporary directory and put first on the child's
   ``sys.path`` (each row prints which package it imported). Memory store with
   one ``enqueue()`` per job; SQLite store with ``enqueue_many`` of 100. The
@@ -27,19 +28,17 @@ import argparse
 import asyncio
 import os
 import secrets
-import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._baseline import BEFORE_FLOW, extract_package
 from benchmarks._common import Contender, Timer, defaults_note, run_rounds, serve_child, table
 from benchmarks._workloads import jobrunner_run
 
-REPO = Path(__file__).resolve().parent.parent
 DSN = os.environ.get(
     "JOBRUNNER_BENCH_POSTGRES_DSN",
     os.environ.get("JOBRUNNER_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -147,17 +146,9 @@ async def flows(n: int, shape: str, sqlite: bool) -> dict[str, Any]:
 # --- parent ----------------------------------------------------------------------------
 def base_tree(rev: str, into: Path) -> str:
     """The jobrunner package as of ``rev``, extracted under ``into``."""
-    if rev == "merge-base":
-        rev = subprocess.run(
-            ["git", "-C", str(REPO), "merge-base", "HEAD", "main"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-    archive = into / "base.tar"
-    with archive.open("wb") as f:
-        subprocess.run(["git", "-C", str(REPO), "archive", rev, "jobrunner"], stdout=f, check=True)
-    with tarfile.open(archive) as tar:
-        tar.extractall(into / "base", filter="data")
-    print(f"baseline: jobrunner at {rev[:12]}")
-    return str(into / "base")
+    tree, commit = extract_package(rev, into)
+    print(f"baseline: jobrunner at {commit[:12]}")
+    return tree
 
 
 def main(quick: bool, base: str) -> None:
@@ -218,7 +209,9 @@ if __name__ == "__main__" and not serve_child(globals()):
     )
     parser.add_argument("--quick", action="store_true", help="small sizes and 2 rounds, for smoke runs")
     parser.add_argument(
-        "--base", default="merge-base", help="git revision of the baseline (default: merge-base HEAD main)"
+        "--base",
+        default=BEFORE_FLOW,
+        help=f"git revision of the baseline (default: {BEFORE_FLOW}, before dependencies)",
     )
     args = parser.parse_args()
     main(args.quick, args.base)

@@ -10,7 +10,7 @@ Rows (no-op jobs, ``Runner()`` defaults, on the memory store with one
 with ``--postgres DSN`` also on a fresh PostgreSQL schema, batches of 100):
 
 * before: the package as it was at ``--baseline`` (default: where this branch
-  left main, ``git merge-base HEAD main``), extracted with ``git archive`` into
+  was the last commit before flow control, ``_baseline.BEFORE_FLOW``), extracted with ``git archive`` into
   a temporary directory and imported from there by the child process: the
   same workload on the old code, in the same run, no stash or checkout.
 * unused: this tree, no flow control in use.
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -38,9 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks._baseline import BEFORE_FLOW, extract_package
 from benchmarks._common import Contender, Timer, defaults_note, run_rounds, serve_child, table
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def cycle(
@@ -91,27 +89,10 @@ async def cycle(
     return t.figures(n)
 
 
-def extract(rev: str, into: str) -> str:
-    """The ``jobrunner`` package as it was at ``rev``, written under ``into``; its commit."""
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", rev], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit, "jobrunner"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", into], input=archive, check=True)
-    return commit
-
-
-def default_baseline() -> str:
-    return subprocess.run(
-        ["git", "-C", str(ROOT), "merge-base", "HEAD", "main"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 def main(n_memory: int, n_sqlite: int, rounds: int, baseline_rev: str, dsn: str | None) -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-flow-baseline-") as old:
-        commit = extract(baseline_rev, old)
+    with tempfile.TemporaryDirectory(prefix="bench-flow-baseline-") as tmp:
+        old, commit = extract_package(baseline_rev, Path(tmp))
+        commit = commit[:12]
         print(
             f"N={n_memory:,} jobs on the memory store (one enqueue() each), {n_sqlite:,} on SQLite "
             f"(enqueue_many of 100); Runner() defaults; {rounds} rounds, contenders alternating, "
@@ -149,7 +130,11 @@ if __name__ == "__main__" and not serve_child(globals()):
     )
     parser.add_argument("--quick", action="store_true", help="small N and 1 round, for smoke runs")
     parser.add_argument("--rounds", type=int, help="rounds (default 7; 1 with --quick)")
-    parser.add_argument("--baseline", help="the git revision to compare with (default: merge-base with main)")
+    parser.add_argument(
+        "--baseline",
+        default=BEFORE_FLOW,
+        help=f"the git revision to compare with (default: {BEFORE_FLOW}, the tree before flow control)",
+    )
     parser.add_argument(
         "--postgres", metavar="DSN", help="also measure on PostgreSQL (a fresh schema per run)"
     )
@@ -158,6 +143,6 @@ if __name__ == "__main__" and not serve_child(globals()):
         2_000 if args.quick else 50_000,
         500 if args.quick else 20_000,
         args.rounds or (1 if args.quick else 7),
-        args.baseline or default_baseline(),
+        args.baseline,
         args.postgres,
     )

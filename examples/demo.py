@@ -20,6 +20,7 @@ What happens, on ``var/demo/jobs.db`` (recreated on every run):
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -80,6 +81,9 @@ async def main() -> int:
     resize = app.declare("resize", timeout=30.0)
     flaky_upload = app.declare("flaky_upload", retries=3)
     charge = app.declare("charge", retries=2)
+    build_report = app.declare("build_report", queue="reports")
+    count_rows = app.declare("count_rows")
+    total_rows = app.declare("total_rows")
     app.declare("tick")
     app.schedule("tick", cron="* * * * * *")
 
@@ -142,7 +146,24 @@ async def main() -> int:
         for info in await app.schedules():
             print(f"   schedule {info.name!r} ({info.expression}): last run {_hms(info.last_run)}")
 
-        say("7. stop worker 2 with SIGTERM: it drains and exits")
+        say("7. flow control: pause a queue, progress, a job that waits for others")
+        await app.pause("reports")  # durable, and every worker on the store obeys it
+        report = await build_report.enqueue(20)
+        await asyncio.sleep(1.0)
+        print(f"   'reports' paused: the report is {(await app.status(report.id)).value}")
+        await app.resume("reports")
+        print(f"   resumed: {await report.result(timeout=30)}")
+        record = await app.get_job(report.id)
+        assert record.progress is not None
+        print(f"   its last progress: {record.progress.fraction:.0%} ({record.progress.message})")
+        counts = [await count_rows.enqueue(table) for table in ("orders", "refunds", "customers")]
+        total = await total_rows.options(after=counts).enqueue()  # blocked until the counts succeed
+        print(f"   total_rows after 3 count_rows: {await total.result(timeout=30)}")
+
+        say("8. the Service API, on the same store (what `jobrunner web` serves)")
+        await _show_api()
+
+        say("9. stop worker 2 with SIGTERM: it drains and exits")
         worker.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, 30)
         print(f"   worker 2 exited with code {code}")
@@ -157,6 +178,25 @@ async def main() -> int:
         print(f"   jobs lost: {len(lost)}; duplicate cron ticks: {duplicates}; worker exit code: {code}")
         print(f"   inspect it yourself: .venv/bin/jobrunner jobs list --store {STORE_URL}")
         return 0 if not lost and duplicates == 0 and code == 0 else 1
+
+
+async def _show_api() -> None:
+    """GET /stats and the dead letters from the web app, in process (no server needed)."""
+    try:
+        import httpx
+
+        from jobrunner.web import create_app
+    except ImportError:  # the web extra is not installed: jobrunner[web]
+        print("   skipped: pip install 'jobrunner[web]' (and httpx) to try it")
+        return
+    transport = httpx.ASGITransport(app=create_app(STORE_URL))
+    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+        stats = (await client.get("/stats")).json()
+        health = await client.get("/health")
+    print(f"   GET /health -> {health.status_code}; GET /stats -> {json.dumps(stats['counts'])}")
+    print(
+        f"   the dashboard: .venv/bin/jobrunner web --store {STORE_URL}  (then open http://127.0.0.1:8000/)"
+    )
 
 
 async def _is(app: Runner, job_id: str, status: JobStatus) -> bool:

@@ -54,3 +54,26 @@ async def tick() -> float | None:
     job = current_job()
     assert job.trigger == "cron"
     return job.scheduled_for
+
+
+@runner.job(queue="reports")
+async def build_report(pages: int) -> str:
+    """A long job that reports how far it got (``jobrunner jobs show`` and the dashboard show it)."""
+    job = current_job()
+    for page in range(1, pages + 1):
+        await asyncio.sleep(0.05)
+        job.progress(page / pages, f"rendered page {page} of {pages}")
+    return f"report of {pages} pages"
+
+
+@runner.job
+async def count_rows(table: str) -> int:
+    """A parent: its result is read by the job that waits for it."""
+    return {"orders": 120, "refunds": 7, "customers": 45}[table]
+
+
+@runner.job
+async def total_rows() -> str:
+    """A child enqueued ``after=`` the counts: runs once they all succeeded."""
+    counts: list[int] = await current_job().parent_results()
+    return f"{sum(counts)} rows in {len(counts)} tables"

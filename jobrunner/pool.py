@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from contextvars import Context
 from typing import Any
 
@@ -83,8 +83,10 @@ class WorkerPool:
         store_health: StoreHealth | None = None,
         global_limits: Limits | None = None,
         on_expired: Callable[[Sequence[ExpiredJob]], None] | None = None,
+        before_settle: Callable[[Sequence[Outcome]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
+        self._before_settle = before_settle  # writes the attempts' last progress
         self._executor = executor
         self._clock = clock
         self._concurrency = concurrency
@@ -648,6 +650,8 @@ class WorkerPool:
             self._settle_buf = []
             self._settling += 1
             try:
+                if self._before_settle is not None:
+                    await self._before_settle(batch)
                 lost = await self._store.settle(batch, self._worker_id)
             except Exception as exc:
                 self._settle_buf[:0] = batch

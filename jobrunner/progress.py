@@ -9,21 +9,23 @@ per interval whatever the handlers do, and nothing at all when no handler
 reports progress. Writes are fenced by the attempt's lease token, as settles
 are: a stale attempt's progress never lands on a newer one.
 
-Progress is advice, not an outcome: a write the store refuses is logged and
-dropped (the next report is written as usual), and reports still pending when
-the runner stops are not written.
+An attempt's pending report is written just before its outcome is settled
+(``flush_for``), so a job's last report is kept. Progress is advice, not an
+outcome: a write the store refuses is logged and dropped (the next report is
+written as usual).
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from contextvars import ContextVar
 
 from jobrunner import defaults
 from jobrunner.clock import Clock
 from jobrunner.logs import get_logger
-from jobrunner.models import ClaimedJob, Progress, ProgressReport, storable
+from jobrunner.models import ClaimedJob, Outcome, Progress, ProgressReport, storable
 from jobrunner.stores.base import Store
 
 __all__ = ["MAX_MESSAGE", "ProgressWriter", "report_progress"]
@@ -71,6 +73,27 @@ class ProgressWriter:
                 except RuntimeError:  # the runner stopped and its loop closed: nobody writes any more
                     pass
 
+    async def flush_for(self, outcomes: Sequence[Outcome]) -> None:
+        """Write the pending reports of attempts about to be settled, now.
+
+        The settle ends the attempt, and a report written after it is fenced out:
+        without this, the last report of a job (often its "100%") would be lost
+        whenever the job ended within ``interval`` of it. Called with each settle
+        batch; costs nothing unless reports are pending.
+        """
+        if not self._pending:
+            return
+        with self._lock:
+            batch = [self._pending.pop(o.job_id) for o in outcomes if o.job_id in self._pending]
+        if batch:
+            await self._write(batch)
+
+    async def _write(self, batch: list[ProgressReport]) -> None:
+        try:
+            await self._store.set_progress(batch)
+        except Exception as exc:  # advice only: the next report is written as usual
+            _log.warning("progress not recorded", jobs=len(batch), error=f"{type(exc).__name__}: {exc}")
+
     async def run(self) -> None:
         """Write pending reports, at most one batch per ``interval``, until cancelled."""
         while True:
@@ -78,10 +101,8 @@ class ProgressWriter:
             self._wake.clear()
             with self._lock:
                 batch, self._pending = list(self._pending.values()), {}
-            try:
-                await self._store.set_progress(batch)
-            except Exception as exc:  # advice only: the next report is written as usual
-                _log.warning("progress not recorded", jobs=len(batch), error=f"{type(exc).__name__}: {exc}")
+            if batch:  # flush_for may have taken them all
+                await self._write(batch)
             await self._clock.sleep(self._interval)
 
 

@@ -1176,6 +1176,7 @@ class Runner:
                 throughput=self._throughput,
                 store_health=store_health,
                 global_limits=self._global_limits(),
+                before_settle=progress.flush_for,
                 on_expired=self._telemetry.expired,
             )
             maintenance = Maintenance(
