@@ -38,6 +38,7 @@ from jobrunner.models import (
     ClaimedJob,
     ClaimRequest,
     ExpiredJob,
+    JobSpec,
     LeaseReport,
     LeaseTerms,
     Outcome,
@@ -321,18 +322,7 @@ class WorkerPool:
                     await self.flush()
                 raise
             finally:
-                current = running.pop(spec.id, None)
-                if current is not job:
-                    # A newer attempt of the same job took the slot meanwhile.
-                    if current is not None:
-                        running[spec.id] = current
-                    self._orphans.discard(job)
-                if job._blocked:
-                    self._blocked -= 1
-                if self._limits or self._saturated:
-                    self._release_slot(spec.queue)
-                else:
-                    self._held -= 1
+                self._ended(spec, job)
             if outcome is not None:
                 # Not cached in a local: flush() swaps the list while we await.
                 self._settle_buf.append(outcome)
@@ -391,18 +381,7 @@ class WorkerPool:
             raise
         finally:
             for claimed, job in zip(members, jobs, strict=True):
-                spec = claimed.spec
-                current = running.pop(spec.id, None)
-                if current is not job:
-                    if current is not None:
-                        running[spec.id] = current
-                    self._orphans.discard(job)
-                if job._blocked:
-                    self._blocked -= 1
-                if self._limits or self._saturated:
-                    self._release_slot(spec.queue)
-                else:
-                    self._held -= 1
+                self._ended(claimed.spec, job)
         settled = [outcome for outcome in outcomes if outcome is not None]
         if settled:
             self._settle_buf.extend(settled)
@@ -631,6 +610,22 @@ class WorkerPool:
                 # meanwhile join the next try instead of cutting the wait short.
                 await clock.sleep(left)
             await self._flush(force=True)
+
+    def _ended(self, spec: JobSpec, job: JobContext) -> None:
+        """An attempt of ``spec`` left its slot: forget it and give the slot back."""
+        running = self._running
+        current = running.pop(spec.id, None)
+        if current is not job:
+            # A newer attempt of the same job took the slot meanwhile.
+            if current is not None:
+                running[spec.id] = current
+            self._orphans.discard(job)
+        if job._blocked:
+            self._blocked -= 1
+        if self._limits or self._saturated:
+            self._release_slot(spec.queue)
+        else:
+            self._held -= 1
 
     async def flush(self) -> bool:
         """Write buffered outcomes in one store call; True once none is left.

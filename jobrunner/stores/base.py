@@ -60,6 +60,7 @@ from jobrunner.models import (
     ClaimRequest,
     Dependency,
     Enqueued,
+    ErrorInfo,
     JobRecord,
     JobSpec,
     JobStatus,
@@ -73,9 +74,9 @@ from jobrunner.models import (
     StoreStats,
     WorkerInfo,
 )
-from jobrunner.payload import check_call
+from jobrunner.payload import check_call, loads
 
-__all__ = ["Store", "unstorable"]
+__all__ = ["Store", "parent_outcome", "unstorable"]
 
 
 @runtime_checkable
@@ -318,4 +319,17 @@ def unstorable(spec: JobSpec) -> TypeError:
     return TypeError(
         f"job {spec.name!r} ({spec.id}): its headers or meta cannot be stored as JSON; "
         f"headers map str to str, meta holds str, int, float, bool, None, lists and dicts"
+    )
+
+
+def parent_outcome(row: Sequence[Any]) -> ParentOutcome:
+    """A durable store's edge row ``(parent, name, status, result JSON, error type,
+    error message)`` as a ``ParentOutcome``."""
+    parent, name, status, result, error_type, error_message = row
+    return ParentOutcome(
+        parent,
+        name,
+        None if status is None else JobStatus(status),
+        None if result is None else loads(result),
+        None if error_type is None else ErrorInfo(error_type, error_message or "", ""),
     )

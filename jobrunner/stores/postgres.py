@@ -91,7 +91,7 @@ from jobrunner.models import (
 )
 from jobrunner.payload import dumps, loads
 from jobrunner.stores._postgres_sql import SCHEMA_VERSION, Statements, check_schema, install_schema
-from jobrunner.stores.base import unstorable
+from jobrunner.stores.base import parent_outcome, unstorable
 
 __all__ = ["SCHEMA_VERSION", "PostgresStore", "install_schema"]
 
@@ -1246,16 +1246,7 @@ class PostgresStore:
             rows = await conn.fetch(self._sql.parent_outcomes, job_id)
             if not rows and await conn.fetchval(self._sql.job_exists, job_id) is None:
                 raise JobNotFound(job_id)
-        return [
-            ParentOutcome(
-                parent,
-                name,
-                None if status is None else JobStatus(status),
-                None if result is None else loads(result),
-                None if error_type is None else ErrorInfo(error_type, error_message or "", ""),
-            )
-            for parent, name, status, result, error_type, error_message in rows
-        ]
+        return [parent_outcome(row) for row in rows]
 
     async def _apply(self, conn: Any, job_id: str, change: rules.Change) -> None:
         """Write a ``transitions`` change that keeps the result and the error."""

@@ -72,7 +72,7 @@ from jobrunner.models import (
 )
 from jobrunner.payload import dumps, loads
 from jobrunner.stores._sqlite_thread import Connection
-from jobrunner.stores.base import unstorable
+from jobrunner.stores.base import parent_outcome, unstorable
 
 __all__ = ["MIGRATIONS", "SQLiteStore"]
 
@@ -1806,16 +1806,7 @@ class SQLiteStore:
         rows = await self._read("read parent outcomes", _parent_outcomes, job_id)
         if rows is None:
             raise JobNotFound(job_id)
-        return [
-            ParentOutcome(
-                parent,
-                name,
-                None if status is None else JobStatus(status),
-                None if result is None else loads(result),
-                None if error_type is None else ErrorInfo(error_type, error_message or "", ""),
-            )
-            for parent, name, status, result, error_type, error_message in rows
-        ]
+        return [parent_outcome(row) for row in rows]
 
     async def list_jobs(
         self,
