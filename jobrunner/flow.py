@@ -74,6 +74,14 @@ def _check(kind: str, limits: Mapping[str, int]) -> dict[str, int]:
     return out
 
 
+def _part(value: str | None) -> str:
+    """A queue or job name in a rate scope: ``*`` for any, and ``\\``, ``|`` and ``*``
+    escaped, so that no two limits share a scope (a queue may be named ``a|b``)."""
+    if value is None:
+        return "*"
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("*", "\\*")
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimit:
     """At most ``limit`` job starts per ``period`` seconds, across every runner on the store.
@@ -101,7 +109,7 @@ class RateLimit:
         """The scope of this limit (per workspace: the start of each one's), the
         same in every process that declares it."""
         return (
-            f"{self.queue or '*'}|{self.name or '*'}|{self.period!r}|{'w' if self.per_workspace else 'all'}"
+            f"{_part(self.queue)}|{_part(self.name)}|{self.period!r}|{'w' if self.per_workspace else 'all'}"
         )
 
     def scope(self, queue: str, name: str, workspace: str | None) -> str | None:

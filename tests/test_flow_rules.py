@@ -30,6 +30,15 @@ def test_a_scope_names_the_limit_and_for_workspaces_the_tenant() -> None:
     assert per_tenant.scope("q", "other", "acme") is None
 
 
+def test_names_with_separators_never_share_a_scope() -> None:
+    # Unescaped, both would be "a|b|*|1.0|all"; and a queue named "*" is not "any queue".
+    piped_queue = RateLimit(5, 1, queue="a|b")
+    queue_and_name = RateLimit(5, 1, queue="a", name="b")
+    assert piped_queue.prefix != RateLimit(5, 1, queue="a", name="b|*").prefix
+    assert piped_queue.scope("a|b", "job", None) != queue_and_name.scope("a", "b", None)
+    assert RateLimit(5, 1, queue="*").prefix != RateLimit(5, 1).prefix
+
+
 def test_room_is_the_limit_less_what_runs_never_below_zero() -> None:
     limits = Limits(queues={"a": 2, "b": 1}, names={"n": 3})
     assert room(limits, {"a": 1, "b": 4}, {}) == ({"a": 1, "b": 0}, {"n": 3})

@@ -19,6 +19,7 @@ from jobrunner.models import StoreStats
 from jobrunner.stores.base import Store
 from jobrunner.testing import FakeClock
 from jobrunner.web import create_app
+from jobrunner.web._api import MAX_BODY
 from tests.helpers import Gate, until, until_status
 
 WRITE = {"X-Jobrunner-Request": "1"}
@@ -94,6 +95,23 @@ async def test_a_body_that_is_not_json_is_refused(make_runner: Callable[..., Run
     async with client(create_app(app_runner(make_runner), auth=allow_all)) as http:
         answer = await http.post("/jobs/send_email", content=b"{nope", headers=WRITE)
     assert answer.status_code == 422 and "not JSON" in answer.json()["error"]
+
+
+async def test_a_body_over_the_limit_is_refused_unread_and_nothing_is_written(
+    make_runner: Callable[..., Runner], store: Store
+) -> None:
+    huge = b'{"args": ["' + b"x" * (MAX_BODY + 1) + b'"]}'
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: cut off as it grows
+        for start in range(0, len(huge), 65_536):
+            yield huge[start : start + 65_536]
+
+    async with client(create_app(app_runner(make_runner), auth=allow_all)) as http:
+        declared = await http.post("/jobs/send_email", content=huge, headers=WRITE)
+        streamed = await http.post("/jobs/send_email", content=chunks(), headers=WRITE)
+    assert declared.status_code == 413 and "at most" in declared.json()["error"]
+    assert streamed.status_code == 413 and "over" in streamed.json()["error"]
+    assert await store.list_jobs() == []
 
 
 async def test_an_unknown_job_name_is_not_found(make_runner: Callable[..., Runner]) -> None:

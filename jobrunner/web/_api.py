@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from jobrunner import defaults
 from jobrunner.errors import InvalidJobState, JobNotFound, QueueFull, UnknownJob
 from jobrunner.models import JobStatus
 from jobrunner.web._json import cluster_json, job_json, schedule_json, stats_json
@@ -53,6 +54,20 @@ def error(status: int, message: str, **headers: str) -> JSONResponse:
 
 class BadRequest(Exception):
     """A query or body the API cannot use; the message says why."""
+
+    status = 422
+
+
+class TooLarge(BadRequest):
+    """A body larger than ``MAX_BODY``."""
+
+    status = 413
+
+
+MAX_BODY = 2 * defaults.MAX_PAYLOAD
+"""Largest request body read, in bytes: room for arguments of the largest
+payload a runner accepts by default, plus the JSON around them. A larger body
+is refused (413) before it is read whole."""
 
 
 def page_args(request: Request) -> dict[str, Any]:
@@ -124,7 +139,7 @@ async def enqueue(request: Request) -> Response:
         body = await _body(request)
         args, kwargs, options = _call(body)
     except BadRequest as exc:
-        return error(422, str(exc))
+        return error(exc.status, str(exc))
     try:
         handle = await source.enqueue(name, args, kwargs, options)
     except UnknownJob as exc:
@@ -145,7 +160,17 @@ async def enqueue(request: Request) -> Response:
 
 
 async def _body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        raise TooLarge(f"the body is {int(declared):,} bytes; at most {MAX_BODY:,} are read")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():  # a body sent without a length is cut off as it grows
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise TooLarge(f"the body is over {MAX_BODY:,} bytes, the most that is read")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
     if not raw.strip():
         return {}
     try:
