@@ -12,6 +12,7 @@ parallel runs and other engineers' runs never collide.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import urllib.parse
@@ -62,10 +63,29 @@ def unique_schema() -> str:
 
 
 async def drop_schema(dsn: str, schema: str) -> None:
-    """Drop a test schema and everything in it."""
+    """Drop a test schema and everything in it.
+
+    Sessions still working in it (a killed worker's last statement runs on at
+    the server; a worker process not yet gone) are ended first: a DROP that
+    waits on them can deadlock with their next statement. They are found by
+    the ``application_name`` every PostgresStore gives them, which names the
+    schema. A deadlock that still happens is retried.
+    """
     conn = await asyncpg.connect(dsn)
     try:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        for attempt in range(5):
+            await conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND position($1 in application_name) > 0",
+                schema,
+            )
+            try:
+                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                return
+            except asyncpg.DeadlockDetectedError:
+                if attempt == 4:
+                    raise
+                await asyncio.sleep(0.1 * (attempt + 1))
     finally:
         await conn.close()
 
