@@ -8,7 +8,8 @@ from jobrunner import JobStatus, Runner
 from jobrunner.stores.base import Store
 from jobrunner.web import create_app
 from tests.helpers import until_status
-from tests.test_web_api import allow_all, app_runner, client
+from tests.test_store_contract import NOW, request, spec
+from tests.test_web_api import WRITE, allow_all, app_runner, client
 
 HTMX = {"HX-Request": "true"}
 
@@ -122,3 +123,38 @@ async def test_mounted_under_a_prefix_the_links_are_paths_under_it(
     assert f'href="/ops/jobs/ui/jobs/{job_id}"' in page.text
     assert 'src="/ops/jobs/static/htmx.min.js"' in page.text and "http://" not in page.text
     assert retried.headers["HX-Redirect"] == f"/ops/jobs/ui/jobs/{job_id}"
+
+
+async def test_the_pause_and_resume_buttons_stop_and_restart_a_queue_on_the_store(store: Store) -> None:
+    await store.enqueue([spec(queue="emails")], NOW)
+    async with client(create_app(store, auth=allow_all)) as http:
+        assert "Pause</button>" in (await http.get("/ui/")).text
+        paused = await http.post("/ui/queues/emails/pause", headers=HTMX)
+        page = (await http.get("/ui/")).text
+        assert await store.claim(request()) == []  # no runner starts the queue's jobs
+        resumed = await http.post("/ui/queues/emails/resume", headers=HTMX)
+    assert paused.status_code == resumed.status_code == 204
+    assert "paused" in page and "Resume" in page
+    assert await store.paused_queues() == {}
+    assert len(await store.claim(request())) == 1
+
+
+async def test_the_queue_api_pauses_resumes_and_lists(store: Store) -> None:
+    async with client(create_app(store, auth=allow_all)) as http:
+        first = (await http.post("/queues/emails/pause", headers=WRITE)).json()
+        again = (await http.post("/queues/emails/pause", headers=WRITE)).json()
+        listed = (await http.get("/queues")).json()
+        resumed = (await http.post("/queues/emails/resume", headers=WRITE)).json()
+    assert (first["changed"], again["changed"], resumed["changed"]) == (True, False, True)
+    assert [q["queue"] for q in listed["paused"]] == ["emails"]
+    assert await store.paused_queues() == {}
+
+
+async def test_a_read_only_dashboard_cannot_pause_a_queue(store: Store) -> None:
+    await store.enqueue([spec(queue="emails")], NOW)
+    async with client(create_app(store)) as http:
+        answer = await http.post("/queues/emails/pause", headers=WRITE)
+        page = (await http.get("/ui/")).text
+    assert answer.status_code == 403
+    assert "Pause" not in page
+    assert await store.paused_queues() == {}

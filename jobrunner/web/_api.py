@@ -228,6 +228,24 @@ async def retry(request: Request) -> Response:
     return JSONResponse(job_json(record))
 
 
+async def queues(request: Request) -> Response:
+    """Paused queues, with when each was paused."""
+    paused = await _source(request).paused_queues()
+    return JSONResponse({"paused": [{"queue": q, "paused_at": at} for q, at in sorted(paused.items())]})
+
+
+async def pause(request: Request) -> Response:
+    queue = request.path_params["queue"]
+    changed = await _source(request).pause(queue)
+    return JSONResponse({"queue": queue, "paused": True, "changed": changed})
+
+
+async def resume(request: Request) -> Response:
+    queue = request.path_params["queue"]
+    changed = await _source(request).resume(queue)
+    return JSONResponse({"queue": queue, "paused": False, "changed": changed})
+
+
 async def purge(request: Request) -> Response:
     query = request.query_params
     status = query.get("status")
@@ -288,6 +306,9 @@ def api_routes() -> list[Route]:
         Route("/jobs/{name}", enqueue, methods=["POST"], name="api_enqueue"),
         Route("/jobs/{job_id}/cancel", cancel, methods=["POST"], name="api_cancel"),
         Route("/jobs/{job_id}/retry", retry, methods=["POST"], name="api_retry"),
+        Route("/queues", queues, methods=["GET"], name="api_queues"),
+        Route("/queues/{queue}/pause", pause, methods=["POST"], name="api_pause"),
+        Route("/queues/{queue}/resume", resume, methods=["POST"], name="api_resume"),
         Route("/stats", stats, methods=["GET"], name="api_stats"),
         Route("/schedules", schedules, methods=["GET"], name="api_schedules"),
         Route("/workers", workers, methods=["GET"], name="api_workers"),

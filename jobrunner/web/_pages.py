@@ -108,7 +108,10 @@ async def overview(request: Request) -> Response:
     source = _source(request)
     stats, stale = await source.stats(wait=False)
     workers, leaders = await source.cluster()
-    response = _render(request, "overview.html", {"stats": stats, "workers": workers, "leaders": leaders})
+    paused = await source.paused_queues()
+    response = _render(
+        request, "overview.html", {"stats": stats, "workers": workers, "leaders": leaders, "paused": paused}
+    )
     if stale:
         response.background = BackgroundTask(source.refresh_stats)
     return response
@@ -193,6 +196,16 @@ async def cancel(request: Request) -> Response:
     return Response(status_code=204, headers={"HX-Refresh": "true"})
 
 
+async def pause(request: Request) -> Response:
+    await _source(request).pause(request.path_params["queue"])
+    return Response(status_code=204, headers={"HX-Refresh": "true"})
+
+
+async def resume(request: Request) -> Response:
+    await _source(request).resume(request.path_params["queue"])
+    return Response(status_code=204, headers={"HX-Refresh": "true"})
+
+
 async def purge_dead(request: Request) -> Response:
     purged = await _source(request).purge(JobStatus.DEAD, 0.0, 100_000)
     return _flash(f"purged {purged} dead jobs", refresh=True)
@@ -211,6 +224,8 @@ def page_routes() -> list[Route]:
         Route("/jobs/{job_id}", job, name="page_job"),
         Route("/jobs/{job_id}/retry", retry, methods=["POST"], name="page_retry"),
         Route("/jobs/{job_id}/cancel", cancel, methods=["POST"], name="page_cancel"),
+        Route("/queues/{queue}/pause", pause, methods=["POST"], name="page_pause"),
+        Route("/queues/{queue}/resume", resume, methods=["POST"], name="page_resume"),
         Route("/dead", dead, name="page_dead"),
         Route("/dead/purge", purge_dead, methods=["POST"], name="page_purge_dead"),
         Route("/schedules", schedules, name="page_schedules"),

@@ -258,6 +258,22 @@ class JobSource:
             return await self.runner.cancel(job_id)
         return await (await self.store()).cancel(job_id, self.clock.now())
 
+    async def paused_queues(self) -> dict[str, float]:
+        """Paused queues and when each was paused (epoch seconds)."""
+        return await (await self.store()).paused_queues()
+
+    async def pause(self, queue: str) -> bool:
+        """Stop every runner on the store from starting ``queue``'s jobs; True if it was not paused."""
+        if self.runner is not None:
+            return await self.runner.pause(queue)
+        return await (await self.store()).pause_queue(queue, self.clock.now())
+
+    async def resume(self, queue: str) -> bool:
+        """Let runners start ``queue``'s jobs again; True if it was paused."""
+        if self.runner is not None:
+            return await self.runner.resume(queue)
+        return await (await self.store()).resume_queue(queue)
+
     async def purge(self, status: JobStatus, older_than: float, limit: int) -> int:
         """Delete up to ``limit`` jobs of a final status finished more than ``older_than`` s ago."""
         return await (await self.store()).purge(status, self.clock.now() - older_than, limit)
