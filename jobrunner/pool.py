@@ -322,7 +322,18 @@ class WorkerPool:
                     await self.flush()
                 raise
             finally:
-                self._ended(spec, job)
+                # self._ended(spec, job), inlined: this runs once per job.
+                current = running.pop(spec.id, None)
+                if current is not job:
+                    if current is not None:
+                        running[spec.id] = current
+                    self._orphans.discard(job)
+                if job._blocked:
+                    self._blocked -= 1
+                if self._limits or self._saturated:
+                    self._release_slot(spec.queue)
+                else:
+                    self._held -= 1
             if outcome is not None:
                 # Not cached in a local: flush() swaps the list while we await.
                 self._settle_buf.append(outcome)

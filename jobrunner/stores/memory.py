@@ -527,9 +527,8 @@ class MemoryStore:
                     lane = self._lane(spec.queue, spec.priority)
                 lane.push(state)
             all_jobs[spec.id] = state
-            expires_at = spec.expires_at
-            if expires_at is not None:
-                heapq.heappush(self._expiry, (expires_at, next(self._tickets), spec.id))
+            if spec.expires_at is not None:
+                heapq.heappush(self._expiry, (spec.expires_at, next(self._tickets), spec.id))
             counts = self._counts.get(spec.queue) or self._counts_of(spec.queue)
             counts[status] += 1
             out.append(_new_tuple(Enqueued, (spec.id, True)))
@@ -614,13 +613,16 @@ class MemoryStore:
             if names is not None and plain[_NAME] not in names:
                 self._parked.setdefault(plain[_NAME], []).append(state)
                 continue
-            if name_room is not None and (
-                name_room.get(plain[_NAME], 1) <= 0
-                or (book is not None and not book.admit(plain[_QUEUE], plain[_NAME], plain[_WORKSPACE]))
-            ):
-                # At its name's global limit or out of starts: set aside until the next claim.
-                self._parked.setdefault(plain[_NAME], []).append(state)
-                continue
+            if name_room is not None:
+                name = plain[_NAME]
+                if name_room.get(name, 1) <= 0 or (
+                    book is not None and not book.admit(plain[_QUEUE], name, plain[_WORKSPACE])
+                ):
+                    # At its name's global limit or out of starts: set aside until the next claim.
+                    self._parked.setdefault(name, []).append(state)
+                    continue
+                if name in name_room:  # taken below: nothing after this sets a job aside
+                    name_room[name] -= 1
             queue = plain[_QUEUE]
             if queue is not counts_queue:
                 counts, counts_queue = self._counts[queue], queue
@@ -648,8 +650,6 @@ class MemoryStore:
                 room[queue] -= 1
                 if room[queue] <= 0:
                     lanes = [ln for ln in lanes if ln.queue != queue]
-            if name_room is not None and plain[_NAME] in name_room:
-                name_room[plain[_NAME]] -= 1
         self._pending -= len(out)
         if book is not None:
             self._rates.update(book.counters())
