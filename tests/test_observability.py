@@ -708,15 +708,20 @@ async def test_a_handler_blocking_the_loop_is_named_while_it_blocks(
         # Blocks the loop (a sync sleep in an async handler) until the watchdog
         # has warned: a condition, not a duration.
         deadline = time.monotonic() + 10
-        while not any(e["event"] == "event loop blocked" for e in list(logs)):
+        while not any(naming_a_job(e) for e in list(logs)):
             assert time.monotonic() < deadline, "no warning within 10 s"
             time.sleep(0.005)
         seen.append(runner.health())
 
+    def naming_a_job(event: dict[str, Any]) -> bool:
+        # A loaded machine may stall the loop before the job starts (opening a
+        # store, a GC pause): that warning names no job and is not this one.
+        return event["event"] == "event loop blocked" and event.get("job_id") is not None
+
     with capture_logs() as logs:
         handle = await hog.enqueue()
         await runner.run_until_idle()
-    warning = next(e for e in logs if e["event"] == "event loop blocked")
+    warning = next(e for e in logs if naming_a_job(e))
     assert warning["log_level"] == "warning"
     assert (warning["job_id"], warning["job_name"], warning["attempt"]) == (handle.id, "hog", 1)
     assert "test_observability.py" in warning["where"] and "in hog" in warning["where"]
