@@ -189,8 +189,14 @@ async def _show_api() -> None:
     except ImportError:  # the web extra is not installed: jobrunner[web]
         print("   skipped: pip install 'jobrunner[web]' (and httpx) to try it")
         return
-    transport = httpx.ASGITransport(app=create_app(STORE_URL))
-    async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
+    web = create_app(STORE_URL)
+    transport = httpx.ASGITransport(app=web)
+    # ASGITransport sends no lifespan events: run the app's own, which closes
+    # the store it opened from the URL.
+    async with (
+        web.router.lifespan_context(web),
+        httpx.AsyncClient(transport=transport, base_url="http://demo") as client,
+    ):
         stats = (await client.get("/stats")).json()
         health = await client.get("/health")
     print(f"   GET /health -> {health.status_code}; GET /stats -> {json.dumps(stats['counts'])}")

@@ -806,17 +806,32 @@ class Runner:
                 merged.update(extra)
         return merged or None
 
-    async def _send(self, specs: Sequence[JobSpec], now: float, options: EnqueueOptions) -> list[Enqueued]:
+    async def _send(
+        self,
+        specs: Sequence[JobSpec],
+        now: float,
+        options: EnqueueOptions,
+        after: Sequence[Dependency] | None = None,
+    ) -> list[Enqueued]:
+        """``store.enqueue`` (``store.enqueue_after`` with ``after``), traced when telemetry sends."""
         if self._telemetry.sending:
             return await self._telemetry.enqueue(
-                self.store, specs, now, options.connection, self._max_pending
+                self.store, specs, now, options.connection, self._max_pending, after
             )
-        return await self.store.enqueue(
-            specs, now, connection=options.connection, max_pending=self._max_pending
+        if after is None:
+            return await self.store.enqueue(
+                specs, now, connection=options.connection, max_pending=self._max_pending
+            )
+        return await self.store.enqueue_after(
+            specs, after, now, connection=options.connection, max_pending=self._max_pending
         )
 
     async def _enqueue_when_room(
-        self, specs: Sequence[JobSpec], now: float, options: EnqueueOptions
+        self,
+        specs: Sequence[JobSpec],
+        now: float,
+        options: EnqueueOptions,
+        after: Sequence[Dependency] | None = None,
     ) -> list[Enqueued]:
         """Backpressure: the store refused the batch at ``max_pending`` waiting jobs.
 
@@ -836,7 +851,7 @@ class Runner:
                 await self._room.wait()
             delay = min(delay * 2, 0.25)
             try:
-                return await self._send(specs, now, options)
+                return await self._send(specs, now, options, after)
             except QueueFull:
                 continue
 
@@ -851,26 +866,10 @@ class Runner:
         """``Store.enqueue_after`` with the telemetry and the backpressure of a plain enqueue."""
         if not self._store_open:
             await self._open_store()
-        delay = 0.01
-        while True:
-            try:
-                if self._telemetry.sending:
-                    results = await self._telemetry.enqueue(
-                        self.store, specs, now, options.connection, self._max_pending, after
-                    )
-                else:
-                    results = await self.store.enqueue_after(
-                        specs, after, now, connection=options.connection, max_pending=self._max_pending
-                    )
-                break
-            except QueueFull:
-                if not options.block:
-                    raise
-                self._bind_loop()
-                self._room.clear()
-                with anyio.move_on_after(delay):
-                    await self._room.wait()
-                delay = min(delay * 2, 0.25)
+        try:
+            results = await self._send(specs, now, options, after)
+        except QueueFull:
+            results = await self._enqueue_when_room(specs, now, options, after)
         if self._hooks:
             for hook in self._hooks:
                 hook.enqueued(specs)

@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -26,43 +24,19 @@ import pytest
 from jobrunner import JobStatus, Runner
 from jobrunner.stores.base import Store
 from jobrunner.stores.sqlite import SQLiteStore
+from tests.processes import Proc, stop_all
 
 pytestmark = pytest.mark.slow
 
-PROCS = Path(__file__).resolve().parent / "procs"
 PARENTS = 240
 CHILDREN = 160
-
-
-class Proc:
-    def __init__(self, *args: str, worker_id: str) -> None:
-        self.id = worker_id
-        self.process = subprocess.Popen(
-            [sys.executable, str(PROCS / "dep_worker.py"), *args, "--worker-id", worker_id],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    def output(self) -> str:
-        assert self.process.stdout is not None
-        return self.process.stdout.read()
 
 
 @pytest.fixture
 def procs() -> Iterator[list[Proc]]:
     started: list[Proc] = []
     yield started
-    for proc in started:
-        if proc.process.poll() is None:
-            proc.process.send_signal(signal.SIGTERM)
-            try:
-                proc.process.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.process.kill()
-                proc.process.wait(10)
-        if proc.process.stdout is not None:
-            proc.process.stdout.close()
+    stop_all(started, term_grace=20)
 
 
 def lines(log: Path) -> list[list[str]]:
@@ -117,7 +91,7 @@ async def test_children_start_only_after_their_parents_ended_in_other_processes(
             await store.open()  # the schema, before the workers race to install it
             lease = ["--lease", "1"] if kill else []
             for n in range(2):
-                procs.append(Proc(*where, str(log), *lease, worker_id=f"w{n}"))
+                procs.append(Proc("dep_worker.py", *where, str(log), *lease, worker_id=f"w{n}"))
             await wait_for(lambda: sum(line[0] == "ready" for line in lines(log)) == 2, "workers", procs)
 
             values: dict[str, int] = {}

@@ -14,8 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -28,39 +26,16 @@ import pytest
 from jobrunner.models import JobSpec
 from jobrunner.stores.postgres import PostgresStore
 from tests.pg_support import temporary_schema
+from tests.processes import Proc, stop_all
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
-PROCS = Path(__file__).resolve().parent / "procs"
-
-
-class Proc:
-    """One process of ``tests/procs``, output kept for the failure message."""
-
-    def __init__(self, script: str, *args: str, worker_id: str) -> None:
-        self.id = worker_id
-        self.process = subprocess.Popen(
-            [sys.executable, str(PROCS / script), *args, "--worker-id", worker_id],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-
-    def output(self) -> str:
-        assert self.process.stdout is not None
-        return self.process.stdout.read()
 
 
 @pytest.fixture
 def procs() -> Iterator[list[Proc]]:
     started: list[Proc] = []
     yield started
-    for proc in started:
-        if proc.process.poll() is None:
-            proc.process.kill()
-            proc.process.wait(10)
-        if proc.process.stdout is not None:
-            proc.process.stdout.close()
+    stop_all(started)
 
 
 async def wait_for(

@@ -28,6 +28,7 @@ import structlog
 
 from jobrunner import Abort, Runner, current_job, defaults
 from jobrunner.stores.base import Store
+from tests.procs.pg_worker import serve_forever
 
 
 def main() -> None:
@@ -76,19 +77,7 @@ def main() -> None:
         write("end")
         return sum(results)
 
-    async def serve() -> None:
-        async def announce() -> None:
-            while not runner.is_running:
-                await asyncio.sleep(0.005)
-            os.write(log, f"ready {me}\n".encode())
-
-        task = asyncio.ensure_future(announce())
-        try:
-            await runner.serve()
-        finally:
-            task.cancel()
-
-    asyncio.run(serve())
+    asyncio.run(serve_forever(runner, log, me))
 
 
 if __name__ == "__main__":
