@@ -91,6 +91,7 @@ class Executor:
             return self._undeliverable(claimed, definition)
         telemetry = self._telemetry
         templates = telemetry.templates
+        quiet = not telemetry.observing and not self._hooks
         if templates is None:
             ctx = self._base.copy()
             ctx.run(_set_current, job)
@@ -114,12 +115,13 @@ class Executor:
             # A sync handler's timeout starts when a thread takes it, not while
             # it waits for one (``_invoke`` arms it).
             job._deadline_mono = None
-        if telemetry.observing:
-            ctx.run(telemetry.started, claimed, job)
-        if self._hooks:
-            self._hook(ctx, "started", job)
+        if not quiet:
+            if telemetry.observing:
+                ctx.run(telemetry.started, claimed, job)
+            if self._hooks:
+                self._hook(ctx, "started", job)
         try:
-            if definition.is_async and not definition.injected and not self._middleware:
+            if definition.direct and not self._middleware:
                 # The common case needs no wrapper coroutine around the handler.
                 coro = definition.fn(*spec.args, **spec.kwargs)
             else:
@@ -127,7 +129,7 @@ class Executor:
             yielded = ctx.run(coro.send, None)
         except StopIteration as stop:
             result = stop.value
-            if result is None and not telemetry.observing and not self._hooks:
+            if result is None and quiet:
                 # The common case inlined: nothing to check or report but the deadline.
                 deadline = job._deadline_mono
                 if deadline is None or self._clock.monotonic() <= deadline:

@@ -65,6 +65,18 @@ def spawn_in(ctx: Context, tg: TaskGroup, fn: Callable[[], Coroutine[Any, Any, N
 class WorkerPool:
     """Claims and runs jobs for one runner."""
 
+    # Slots, not a __dict__: past 30 attributes CPython 3.11 gives an instance a
+    # plain dict, and the worker loop reads several per job.
+    __slots__ = (
+        "_base", "_batch", "_before_settle", "_blocked", "_blocked_queues", "_cancel_grace", "_clock",
+        "_concurrency", "_consume", "_executor", "_fetching", "_global_limits", "_health", "_held",
+        "_held_by_queue", "_hurry", "_hurry_wake", "_idle", "_intake_open", "_lease", "_limits",
+        "_names", "_on_claimed", "_on_expired", "_orphans", "_poked", "_ready", "_running",
+        "_saturated", "_settle_buf", "_settle_done", "_settle_retry_at", "_settle_signalled",
+        "_settle_wake", "_settling", "_store", "_tg", "_throughput", "_wake", "_watch_until",
+        "_watch_wake", "_worker_id", "_workers", "_workers_gone",
+    )  # fmt: skip
+
     def __init__(
         self,
         *,
@@ -290,10 +302,10 @@ class WorkerPool:
             if batches and spec.name in batches and claimed.decode_error is None:
                 await self._run_batch(task, claimed, batches[spec.name])
                 continue
-            timeout = spec.timeout
+            job_id, timeout = spec.id, spec.timeout
             started = clock.monotonic()
             job = JobContext(claimed, clock, started, task)
-            superseded = running.get(spec.id)
+            superseded = running.get(job_id)
             if superseded is not None:
                 # The store handed this job out again while an older attempt still
                 # runs here: that attempt's lease expired (a blocked loop, a
@@ -301,7 +313,7 @@ class WorkerPool:
                 # the fencing token already keeps its outcome out of the store.
                 self._orphans.add(superseded)
                 self.request_cancel(superseded, CancelReason.LEASE_LOST)
-            running[spec.id] = job
+            running[job_id] = job
             if timeout is not None:
                 deadline = started + timeout
                 job._deadline_mono = deadline
@@ -317,16 +329,16 @@ class WorkerPool:
             except asyncio.CancelledError:
                 # Cancelled from outside the runner's own requests: the runner is
                 # being torn down. Put the job back before letting go.
-                self._settle_buf.append(Outcome(spec.id, claimed.token, OutcomeKind.RELEASED, clock.now()))
+                self._settle_buf.append(Outcome(job_id, claimed.token, OutcomeKind.RELEASED, clock.now()))
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self._cancel_grace):
                     await self.flush()
                 raise
             finally:
                 # self._ended(spec, job), inlined: this runs once per job.
-                current = running.pop(spec.id, None)
+                current = running.pop(job_id, None)
                 if current is not job:
                     if current is not None:
-                        running[spec.id] = current
+                        running[job_id] = current
                     self._orphans.discard(job)
                 if job._blocked:
                     self._blocked -= 1

@@ -254,7 +254,7 @@ class _ArgCheck:
 class JobDefinition:
     """A registered handler and everything the runner precomputed about it."""
 
-    __slots__ = ("batch", "check_args", "fn", "injected", "is_async", "name", "options", "plain")
+    __slots__ = ("batch", "check_args", "direct", "fn", "injected", "is_async", "name", "options", "plain")
 
     def __init__(
         self, name: str, fn: Callable[..., Any] | WithResources[Any, Any], options: JobOptions
@@ -277,6 +277,8 @@ class JobDefinition:
         )
         self.injected = resources
         """Resources passed as the handler's leading arguments (``@uses``), in order."""
+        self.direct = self.is_async and not resources
+        """The handler's coroutine can run as it is (no resources to open around it)."""
         sig = inspect.signature(fn)
         # The enqueued arguments are what follows the resources (``@uses`` checked
         # that the leading parameters exist).
@@ -364,7 +366,9 @@ class JobHost(Protocol):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: EnqueueOptions,
-    ) -> Coroutine[Any, Any, JobHandle[Any]]: ...
+    ) -> Coroutine[Any, Any, JobHandle[Any]]:
+        """One call, with options that have no ``after=`` (those go to ``submit``)."""
+        ...
 
     async def submit(
         self,
@@ -435,7 +439,15 @@ class BoundJob(Generic[P, R]):
         A plain function returning the runner's coroutine, so a call costs one
         coroutine rather than two.
         """
+        if self._options.after:
+            # A job that waits for parents takes the list path, which stores the edges;
+            # the runner's single-call path is then free of the check.
+            return self._enqueue_after(args, kwargs)
         return self._host.enqueue_one(self._definition, args, kwargs, self._options)
+
+    async def _enqueue_after(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JobHandle[R]:
+        (handle,) = await self._host.submit(self._definition, [(args, kwargs)], self._options)
+        return handle
 
     async def enqueue_many(self, calls: Iterable[Call[P] | tuple[Any, ...]]) -> list[JobHandle[R]]:
         """Enqueue many calls in one store round trip; handles in the same order."""

@@ -203,6 +203,18 @@ class Runner:
             refuses: they stay with their leases, and the jobs run again.
     """
 
+    # Slots, not a __dict__: a runner has more than the 30 attributes CPython 3.11
+    # keeps in a compact per-instance layout, and enqueue reads several per job.
+    __slots__ = (
+        "_backoff", "_cancel_grace", "_concurrency", "_consume", "_declared", "_duties",
+        "_global_queue_limits", "_hooks", "_hurry", "_ids", "_jobs", "_lease", "_loop", "_maintenance",
+        "_max_payload", "_max_pending", "_middleware", "_monitor", "_open_lock", "_owns_store", "_pool",
+        "_queue_limits", "_rate_limits", "_registry", "_resources", "_result_ttl", "_retries", "_room",
+        "_schedules", "_shutdown_grace", "_stack", "_stop_requested", "_store_give_up", "_store_health",
+        "_store_open", "_telemetry", "_tg", "_threads", "_throughput", "_timeout", "clock", "store",
+        "worker_id",
+    )  # fmt: skip
+
     def __init__(
         self,
         store: Store | str | None = None,
@@ -694,14 +706,10 @@ class Runner:
         kwargs: dict[str, Any],
         options: EnqueueOptions,
     ) -> JobHandle[Any]:
-        """``submit`` for a single call, without the lists (the common case)."""
+        """``submit`` for a single call, without the lists (the common case). The
+        options carry no ``after=``: ``Job.options`` sends such calls to ``submit``."""
         now = self.clock.now()
         spec = self._spec(definition, args, kwargs, options, now, _ENQUEUE, None)
-        if options is not DEFAULT_ENQUEUE and options.after:
-            ((job_id, created),) = await self._store_after(
-                (spec,), (Dependency(options.after, options.on_parent_failure.value),), options, now
-            )
-            return JobHandle(self, job_id, definition.name, created)
         if not self._store_open:
             await self._open_store()
         try:
@@ -736,7 +744,6 @@ class Runner:
             args, kwargs = check_call(definition.name, args, kwargs, self._max_payload)
         else:
             kwargs = NO_KWARGS
-        job_options = definition.options
         if options is DEFAULT_ENQUEUE:
             # Precomputed fields of the plain ``job.enqueue(...)`` call.
             queue, priority, attempts, timeout, ttl = definition.plain
@@ -744,6 +751,7 @@ class Runner:
             key = workspace_id = None
             expires_at = None if ttl is None else now + ttl
         else:
+            job_options = definition.options
             queue = options.queue or job_options.queue
             priority = job_options.priority if options.priority is None else options.priority
             attempts = (job_options.retries if options.retries is None else options.retries) + 1

@@ -283,6 +283,16 @@ class MemoryStore:
     poll_interval: float | None = None
     claim_batch = 256
 
+    # Slots, not a __dict__: past 30 attributes CPython 3.11 gives an instance a
+    # plain dict, and every ``self._x`` read on the hot paths gets slower.
+    __slots__ = (
+        "_counts", "_delayed", "_dependents", "_deps", "_ended", "_expiry", "_finished", "_jobs",
+        "_keys", "_known_names", "_lane_order", "_lanes", "_last_lane", "_last_names", "_leaders",
+        "_limited", "_listeners", "_max_finished", "_parked", "_paused", "_pending", "_progress",
+        "_rate_wake", "_rates", "_running", "_seq", "_tickets", "_ticks", "_told", "_waiters",
+        "_workers_seen",
+    )  # fmt: skip
+
     def __init__(self, *, max_finished: int = 100_000) -> None:
         if max_finished < 0:
             raise ValueError(f"max_finished={max_finished}: must be >= 0")
@@ -506,14 +516,14 @@ class MemoryStore:
         lane = self._last_lane
         answered = 0  # jobs answered by an active one with their key
         for spec in jobs:
-            key = spec.key
+            job_id, key, queue = spec.id, spec.key, spec.queue
             if key is not None:
                 existing = keys.get(key)
                 if existing is not None:
                     out.append(_new_tuple(Enqueued, (existing, False)))
                     answered += 1
                     continue
-                keys[key] = spec.id
+                keys[key] = job_id
             run_at = spec.run_at
             # transitions.enqueued, inlined.
             status = _SCHEDULED if run_at > now else _QUEUED
@@ -523,15 +533,15 @@ class MemoryStore:
             if run_at > now:
                 heapq.heappush(self._delayed, (run_at, state[SEQ], next(self._tickets), state))
             else:
-                if lane is None or lane.queue != spec.queue or lane.priority != spec.priority:
-                    lane = self._lane(spec.queue, spec.priority)
+                if lane is None or lane.queue != queue or lane.priority != spec.priority:
+                    lane = self._lane(queue, spec.priority)
                 lane.push(state)
-            all_jobs[spec.id] = state
+            all_jobs[job_id] = state
             if spec.expires_at is not None:
-                heapq.heappush(self._expiry, (spec.expires_at, next(self._tickets), spec.id))
-            counts = self._counts.get(spec.queue) or self._counts_of(spec.queue)
+                heapq.heappush(self._expiry, (spec.expires_at, next(self._tickets), job_id))
+            counts = self._counts.get(queue) or self._counts_of(queue)
             counts[status] += 1
-            out.append(_new_tuple(Enqueued, (spec.id, True)))
+            out.append(_new_tuple(Enqueued, (job_id, True)))
         self._pending += len(out) - answered
         if not self._told:
             # Listeners told of work since the last claim have nothing to learn
@@ -598,8 +608,8 @@ class MemoryStore:
         worker = request.worker
         running = self._running
         jobs = self._jobs
-        counts: dict[str, int] | None = None
-        counts_queue = None
+        counts: dict[str, int] = {}
+        counts_queue = None  # the queue of ``counts`` (none yet)
         while lanes and len(out) < limit:
             lane = lanes[0] if len(lanes) == 1 else self._best(lanes)
             if lane is None:
@@ -626,7 +636,6 @@ class MemoryStore:
             queue = plain[_QUEUE]
             if queue is not counts_queue:
                 counts, counts_queue = self._counts[queue], queue
-            assert counts is not None
             counts[state[STATUS]] -= 1
             counts[_RUNNING] += 1
             attempt = state[ATTEMPTS] + 1
@@ -734,6 +743,8 @@ class MemoryStore:
         finished = self._finished
         max_finished = self._max_finished
         notify = False
+        # Nothing below adds a waiter or a dependent (no await), so this holds for the batch.
+        watched = bool(self._waiters or self._dependents)
         for outcome in outcomes:
             job_id = outcome.job_id
             state = jobs.get(job_id)
@@ -751,7 +762,7 @@ class MemoryStore:
                     state[STARTED], outcome.at, state[WORKER], None, state[CANCEL], outcome.result,
                     state[ERROR], state[HISTORY], state[SEQ],
                 )  # fmt: skip
-                if plain[_KEY] is not None or self._waiters or self._dependents:
+                if plain[_KEY] is not None or watched:
                     self._finished_state(state, new)
                     continue
                 # The common case, inlined: no key to free, nobody waiting.
