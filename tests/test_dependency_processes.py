@@ -15,16 +15,13 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from jobrunner import JobStatus, Runner
-from jobrunner.stores.base import Store
-from jobrunner.stores.sqlite import SQLiteStore
-from tests.processes import Proc, stop_all
+from tests.processes import Proc, lines, stop_all, store_target, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -39,51 +36,14 @@ def procs() -> Iterator[list[Proc]]:
     stop_all(started, term_grace=20)
 
 
-def lines(log: Path) -> list[list[str]]:
-    return [line.split() for line in log.read_text().splitlines()] if log.exists() else []
-
-
-async def wait_for(condition: object, what: str, procs: list[Proc], within: float = 90.0) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        answer = condition()  # type: ignore[operator]
-        if asyncio.iscoroutine(answer):
-            answer = await answer
-        if answer:
-            return
-        for proc in procs:
-            if proc.process.poll() not in (None, -signal.SIGKILL):
-                raise AssertionError(f"{proc.id} exited: {proc.output()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-@asynccontextmanager
-async def sqlite_target(tmp_path: Path) -> AsyncIterator[tuple[Store, list[str]]]:
-    db = tmp_path / "jobs.db"
-    store = SQLiteStore(db)
-    yield store, ["sqlite", str(db)]
-
-
-@asynccontextmanager
-async def postgres_target(tmp_path: Path) -> AsyncIterator[tuple[Store, list[str]]]:
-    from jobrunner.stores.postgres import PostgresStore
-    from tests.pg_support import temporary_schema
-
-    async with temporary_schema() as (dsn, schema):
-        yield PostgresStore(dsn, schema=schema, max_connections=4), ["postgres", dsn, schema]
-
-
 @pytest.mark.parametrize("kill", [False, True], ids=["", "kill -9"])
 @pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_children_start_only_after_their_parents_ended_in_other_processes(
     kind: str, kill: bool, tmp_path: Path, procs: list[Proc]
 ) -> None:
     log = tmp_path / "runs.log"
-    target = sqlite_target if kind == "sqlite" else postgres_target
     rng = random.Random(13)
-    async with target(tmp_path) as (store, where):
+    async with store_target(kind, tmp_path) as (store, where):
         producer = Runner(store=store, max_pending=None)
         step = producer.declare("dep_step", retries=3)
         child = producer.declare("dep_child", retries=3)
