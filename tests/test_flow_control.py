@@ -186,6 +186,56 @@ async def test_retries_do_not_extend_the_deadline(
     assert record.error is not None and record.error.type == EXPIRED_ERROR
 
 
+async def test_a_job_still_running_at_its_deadline_is_not_expired(
+    make_runner: Callable[..., Runner], clock: FakeClock
+) -> None:
+    runner = make_runner(concurrency=2)
+    gate = Gate()
+
+    @runner.job
+    async def slow() -> str:
+        await gate.wait()
+        return "done"
+
+    @runner.job
+    async def quick() -> None:
+        pass
+
+    handle = await slow.options(ttl=10).enqueue()
+    async with runner:
+        await until(lambda: gate.waiting == 1)
+        clock.advance(11)  # past the deadline while it runs
+        other = await quick.enqueue()  # claims look for expired jobs meanwhile
+        assert await other.result(timeout=10) is None
+        assert await handle.status() is JobStatus.RUNNING
+        gate.open()
+        assert await handle.result(timeout=10) == "done"
+
+
+async def test_a_requeued_expired_job_is_held_to_its_deadline_again(
+    make_runner: Callable[..., Runner], clock: FakeClock
+) -> None:
+    runner = make_runner()
+    ran: list[int] = []
+
+    @runner.job(queue="slow")
+    async def work() -> None:
+        ran.append(1)
+
+    await runner.pause("slow")
+    handle = await work.options(ttl=60).enqueue()
+    clock.advance(61)
+    await runner.resume("slow")
+    await runner.run_until_idle()
+    assert await handle.status() is JobStatus.CANCELLED
+    await runner.requeue(handle.id)  # the deadline is a time, not a span: it has passed
+    await runner.run_until_idle()
+    record = await handle.record()
+    assert ran == []
+    assert record.status is JobStatus.CANCELLED
+    assert [entry.note for entry in record.history].count("expired before it started") == 2
+
+
 async def test_an_expired_job_is_logged_at_warning(
     make_runner: Callable[..., Runner], clock: FakeClock
 ) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from jobrunner import JobStatus, Runner, StoreError
+from jobrunner import JobStatus, Runner, StoreError, current_job
 from jobrunner.models import JobSpec, Trigger
 from jobrunner.stores import sqlite as sqlite_module
 from jobrunner.stores.sqlite import MIGRATIONS, SQLiteStore
@@ -153,6 +153,49 @@ async def test_a_file_from_the_first_schema_is_migrated_and_its_jobs_run(tmp_pat
     async with open_sqlite_store(fresh_dir) as fresh:
         pass
     assert schema_of(old) == schema_of(Path(fresh.path))
+
+
+async def test_deadlines_of_a_file_from_before_their_table_still_hold(tmp_path: Path) -> None:
+    # A file as step 6 left it: deadlines only in the jobs' column, behind an index.
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as conn:
+        conn.execute("CREATE TABLE jobrunner_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        for version, (name, statements) in enumerate(MIGRATIONS[:6], start=1):
+            for statement in statements:
+                conn.execute(statement)
+            conn.execute("INSERT INTO jobrunner_migrations VALUES (?, ?)", (version, name))
+        columns = (
+            "id, name, queue, priority, status, due, max_attempts, trigger, enqueued_at, run_at, expires_at"
+        )
+        conn.execute(
+            f"INSERT INTO jobrunner_jobs ({columns}) VALUES ('late', 'add', 'default', 0, 'queued', 1, 1, "
+            "'enqueue', ?, ?, ?)",
+            (NOW - 100, NOW - 100, NOW - 40),
+        )
+        conn.execute(
+            f"INSERT INTO jobrunner_jobs ({columns}) VALUES ('later', 'add', 'default', 0, 'queued', 1, 1, "
+            "'enqueue', ?, ?, ?)",
+            (NOW - 100, NOW - 100, NOW + 40),
+        )
+    conn.close()
+    clock = FakeClock(NOW)
+    store = SQLiteStore(old)
+    runner = Runner(store=store, clock=clock)
+    ran: list[str] = []
+
+    @runner.job
+    async def add() -> None:
+        ran.append(current_job().id)
+
+    try:
+        await drain(runner, clock)
+        assert ran == ["later"]  # the one past its deadline expired instead
+        assert await runner.status("late") is JobStatus.CANCELLED
+    finally:
+        await store.close()
+    with sqlite3.connect(old) as conn:
+        assert conn.execute("SELECT count(*) FROM jobrunner_deadlines").fetchone() == (1,)  # "later"'s
+    conn.close()
 
 
 async def test_a_file_from_a_newer_release_is_refused_with_a_clear_error(tmp_path: Path) -> None:

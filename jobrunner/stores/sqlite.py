@@ -248,6 +248,22 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             """,
         ),
     ),
+    (
+        "deadlines to start by in a table of their own, off the hot path",
+        (
+            # The partial index of step 5 named ``due``, which every claim and
+            # settle writes, so each of them maintained it even with no deadline
+            # anywhere. A job's deadline row is written once, with the job
+            # (_insert_rows), and read by the claims' probe (_expire), which also
+            # drops the rows of jobs that ended: only jobs with a deadline cost
+            # anything. (Not a trigger: one on every insert cost more than the index.)
+            "CREATE TABLE jobrunner_deadlines (seq INTEGER PRIMARY KEY, expires_at REAL NOT NULL)",
+            "CREATE INDEX jobrunner_deadlines_by_time ON jobrunner_deadlines (expires_at)",
+            "INSERT INTO jobrunner_deadlines (seq, expires_at) SELECT seq, expires_at FROM jobrunner_jobs "
+            "WHERE expires_at IS NOT NULL AND (due IS NOT NULL OR status = 'running')",
+            "DROP INDEX jobrunner_jobs_expiring",
+        ),
+    ),
 )
 """Schema steps, applied in order, each recorded in ``jobrunner_migrations``.
 
@@ -268,6 +284,9 @@ _FINAL = rules.FINAL
 # --------------------------------------------------------------------------------------
 # JSON: payloads, results, history (jobrunner.payload's codec, as every store)
 # --------------------------------------------------------------------------------------
+
+
+_EXPIRES_AT = 16  # in a row of _encode_spec
 
 
 def _encode_spec(spec: JobSpec, now: float) -> tuple[Any, ...]:
@@ -382,10 +401,26 @@ _RUNNING_OF = _STATE + "WHERE id IN (SELECT value FROM json_each(?)) AND status 
 # rescued parents tell their children.
 _EXPIRED = _STATE + "WHERE status = 'running' AND lease_until < ? ORDER BY lease_until, seq"
 _STATE_OF = _STATE + "WHERE id = ?"
+# Deadlines that have come (usually none: one probe of an index).
+_LAPSED = "SELECT seq FROM jobrunner_deadlines WHERE expires_at <= ?"
 _EXPIRING = (
     _STATE.replace("\nFROM", ", queue, expires_at\nFROM")
-    + "WHERE expires_at <= ? AND expires_at IS NOT NULL AND due IS NOT NULL"
+    + "WHERE seq IN (SELECT value FROM json_each(?)) AND due IS NOT NULL ORDER BY expires_at, seq"
 )
+_DEADLINES_OF = (
+    "INSERT INTO jobrunner_deadlines (seq, expires_at) "
+    "SELECT seq, expires_at FROM jobrunner_jobs WHERE id IN (SELECT value FROM json_each(?))"
+)
+_DEADLINE_AGAIN = (
+    "INSERT OR IGNORE INTO jobrunner_deadlines (seq, expires_at) "
+    "SELECT seq, expires_at FROM jobrunner_jobs WHERE seq = ? AND expires_at IS NOT NULL"
+)
+# A deadline matters while its job may still wait: keep those of running jobs
+# (a retry waits again), drop the rest (ended, expired just now, or deleted).
+_DROP_DEADLINES = """
+DELETE FROM jobrunner_deadlines WHERE seq IN (SELECT value FROM json_each(?))
+AND NOT EXISTS (SELECT 1 FROM jobrunner_jobs j WHERE j.seq = jobrunner_deadlines.seq AND j.status = 'running')
+"""
 
 _SUCCEED = """
 UPDATE jobrunner_jobs SET status = 'succeeded', due = NULL, lease_until = NULL, finished_at = ?, result = ?
@@ -449,6 +484,9 @@ def _insert_rows(
             _admit(conn, len(fresh), max_pending)
         conn.executemany(_INSERT, fresh)
         conn.execute(_MORE_WAITING, (len(fresh),))
+        timed = [row[0] for row in fresh if row[_EXPIRES_AT] is not None]
+        if timed:
+            conn.execute(_DEADLINES_OF, (dumps(timed),))
     return out
 
 
@@ -494,11 +532,16 @@ def _due_queues(conn: sqlite3.Connection, name: str) -> Iterator[str]:
 def _expire(conn: sqlite3.Connection, now: float) -> list[ExpiredJob]:
     """End the waiting jobs whose deadline has come (``transitions.lapsed``)."""
     gone: list[ExpiredJob] = []
-    for row in conn.execute(_EXPIRING, (now,)).fetchall():
+    lapsed = conn.execute(_LAPSED, (now,)).fetchall()
+    if not lapsed:
+        return gone
+    seqs = dumps([seq for (seq,) in lapsed])
+    for row in conn.execute(_EXPIRING, (seqs,)).fetchall():
         seq, job_id, name, _, _, state, _ = _state(row[:16])  # no dependents: check_dependencies
         queue, expires_at = row[16], row[17]
         _apply(conn, seq, state, rules.lapsed(state, now), now)
         gone.append(ExpiredJob(job_id, name, queue, expires_at))
+    conn.execute(_DROP_DEADLINES, (seqs,))
     return gone
 
 
@@ -791,6 +834,8 @@ def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ..
         found = conn.execute(_ACTIVE_KEY, (key,)).fetchone()
         holder = None if found is None else found[0]
     _apply(conn, seq, state, rules.requeued(job_id, state, now, key, holder), now)
+    # Waiting again: its deadline holds again (the probe may have dropped it).
+    conn.execute(_DEADLINE_AGAIN, (seq,))
     return cast(
         "tuple[Any, ...]",
         conn.execute(f"SELECT {_RECORD_COLUMNS} FROM jobrunner_jobs WHERE seq = ?", (seq,)).fetchone(),
