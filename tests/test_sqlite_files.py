@@ -340,6 +340,13 @@ HOT_QUERIES = {
     "heartbeat": (sqlite_module._EXTEND, (NOW, None, 60.0, 30.0, "a", 1), "jobrunner_jobs"),
     "expired leases": (sqlite_module._EXPIRED, (NOW,), "jobrunner_jobs_leases"),
     "active key": (sqlite_module._ACTIVE_KEY, ("k",), "jobrunner_jobs_active_key"),
+    "dead jobs, newest first": (
+        f"SELECT {sqlite_module._RECORD_COLUMNS_OF_J} FROM jobrunner_unsuccessful u "
+        "JOIN jobrunner_jobs j ON j.seq = u.seq WHERE u.status = ? ORDER BY u.seq DESC LIMIT ?",
+        ("dead", 50),
+        "PRIMARY KEY",
+    ),
+    "lapsed deadlines": (sqlite_module._LAPSED, (NOW,), "jobrunner_deadlines_by_time"),
     "next delayed job": (
         "SELECT min(run_at) FROM jobrunner_jobs WHERE due = 0",
         (),

@@ -104,6 +104,24 @@ async def test_claims_follow_priority_then_run_at_then_insertion(store: Store) -
     assert [c.spec.id for c in claimed] == [jobs[i].id for i in (3, 2, 1, 4, 0)]
 
 
+async def test_a_batch_mixing_absent_and_present_fields_keeps_its_order_and_fields(store: Store) -> None:
+    jobs = [
+        spec(),
+        spec(key="k1", timeout=None),
+        spec(args=(1, "two")),
+        spec()._replace(workspace_id="acme", meta={"m": 1}),
+        spec(),
+        spec()._replace(headers={"traceparent": "00-x"}, expires_at=NOW + 60),
+        spec(kwargs={"a": None}),
+    ]
+    await store.enqueue(jobs, NOW)
+    claimed = await store.claim(request())
+    assert [c.spec.id for c in claimed] == [job.id for job in jobs]  # one priority: insertion order
+    for job, got in zip(jobs, claimed, strict=True):
+        fields = ("key", "timeout", "args", "kwargs", "workspace_id", "meta", "headers", "expires_at")
+        assert [getattr(got.spec, f) for f in fields] == [getattr(job, f) for f in fields], job.id
+
+
 async def test_a_claim_takes_at_most_limit_jobs(store: Store) -> None:
     await store.enqueue([spec() for _ in range(10)], NOW)
     assert len(await store.claim(request(4))) == 4

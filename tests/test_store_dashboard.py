@@ -84,6 +84,32 @@ async def test_dead_and_cancelled_jobs_list_newest_first(store: Store) -> None:
     assert [r.id for r in await store.list_jobs(status=JobStatus.CANCELLED)] == []  # it was running
 
 
+async def test_a_job_leaves_the_dead_list_when_requeued_and_when_purged(store: Store) -> None:
+    jobs = [spec() for _ in range(3)]
+    await store.enqueue(jobs, NOW)
+    claimed = await store.claim(request(3))
+    await store.settle([done(c, OutcomeKind.DEAD) for c in claimed], "w1")
+    await store.requeue(jobs[0].id, NOW + 1)
+    assert [r.id for r in await store.list_jobs(status=JobStatus.DEAD)] == [jobs[2].id, jobs[1].id]
+    (again,) = await store.claim(request(1, now=NOW + 2))
+    await store.settle([done(again, OutcomeKind.DEAD)], "w1")  # dead again: listed again
+    assert [r.id for r in await store.list_jobs(status=JobStatus.DEAD)] == [j.id for j in reversed(jobs)]
+    assert await store.purge(JobStatus.DEAD, NOW + 3600, 10) == 3
+    assert await store.list_jobs(status=JobStatus.DEAD) == []
+    await store.enqueue([spec()], NOW)  # the store goes on as before
+    assert [r.status for r in await store.list_jobs()] == [JobStatus.QUEUED]
+
+
+async def test_the_dead_list_keeps_the_queue_and_name_filters(store: Store) -> None:
+    jobs = [spec("x" if i % 2 else "y") for i in range(4)]
+    await store.enqueue(jobs, NOW)
+    claimed = await store.claim(request(4, names=frozenset({"x", "y"})))
+    await store.settle([done(c, OutcomeKind.DEAD) for c in claimed], "w1")
+    xs = [job.id for job in reversed(jobs) if job.name == "x"]
+    assert [r.id for r in await store.list_jobs(status=JobStatus.DEAD, name="x")] == xs
+    assert await store.list_jobs(status=JobStatus.DEAD, queue="elsewhere") == []
+
+
 async def test_workers_are_the_runners_that_claimed_recently(store: Store) -> None:
     await store.claim(request(1, names=frozenset({"resize", "email"}), worker="w1"))
     await store.claim(request(1, now=NOW + 5, names=frozenset({"email"}), worker="w2"))

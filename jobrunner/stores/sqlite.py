@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import operator
 import os
 import re
 import sqlite3
@@ -264,6 +266,32 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "DROP INDEX jobrunner_jobs_expiring",
         ),
     ),
+    (
+        "dead and cancelled jobs listed from a table of their own, off the hot path",
+        (
+            # The partial indexes of step 4 named ``status``, which every claim
+            # and success writes, so each of them maintained both (+5k
+            # instructions a job). Rows here are written only by changes into or
+            # out of these statuses (_apply) and go with their job (the trigger,
+            # which runs on deletes only).
+            """
+            CREATE TABLE jobrunner_unsuccessful (
+                status TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                PRIMARY KEY (status, seq)
+            ) WITHOUT ROWID
+            """,
+            "INSERT INTO jobrunner_unsuccessful (status, seq) "
+            "SELECT status, seq FROM jobrunner_jobs WHERE status IN ('dead', 'cancelled')",
+            "DROP INDEX jobrunner_jobs_dead",
+            "DROP INDEX jobrunner_jobs_cancelled",
+            """
+            CREATE TRIGGER jobrunner_unsuccessful_of_deleted AFTER DELETE ON jobrunner_jobs
+            WHEN old.status IN ('dead', 'cancelled')
+            BEGIN DELETE FROM jobrunner_unsuccessful WHERE status = old.status AND seq = old.seq; END
+            """,
+        ),
+    ),
 )
 """Schema steps, applied in order, each recorded in ``jobrunner_migrations``.
 
@@ -339,11 +367,35 @@ def _history_line(line: rules.LogLine) -> str:
 
 _ACTIVE_SQL = "('queued', 'scheduled', 'running', 'retrying')"
 
-_INSERT = """
-INSERT INTO jobrunner_jobs (id, name, queue, priority, status, due, max_attempts, timeout, key,
-    workspace_id, trigger, enqueued_at, run_at, payload, headers, meta, expires_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+_INSERT_COLUMNS = """id, name, queue, priority, status, due, max_attempts, timeout, key,
+    workspace_id, trigger, enqueued_at, run_at, payload, headers, meta, expires_at"""
+# Python 3.11's sqlite3 binds a None through its adapter protocol, a failed
+# attribute lookup and all (about 3,500 instructions each, against a few
+# hundred for a value): a new row has up to seven, so rows are inserted with
+# NULL written into the statement instead, one statement per pattern of NULLs.
+_NULLABLE = operator.itemgetter(7, 8, 9, 13, 14, 15, 16)  # timeout, key, ..., expires_at
+_NO_NULLS = (None,) * 7
+_INSERTS: dict[tuple[bool, ...], tuple[str, tuple[bool, ...]]] = {}
+
+
+def _insert_of(row: tuple[Any, ...]) -> tuple[str, tuple[bool, ...]]:
+    """``(statement, which values of the row it binds)`` for a row of ``_encode_spec``."""
+    nulls = tuple(map(operator.is_, _NULLABLE(row), _NO_NULLS))
+    found = _INSERTS.get(nulls)
+    if found is None:
+        bound = tuple(value is not None for value in row)
+        values = ", ".join("?" if keep else "NULL" for keep in bound)
+        found = _INSERTS[nulls] = (f"INSERT INTO jobrunner_jobs ({_INSERT_COLUMNS}) VALUES ({values})", bound)
+    return found
+
+
+def _insert(conn: sqlite3.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Insert rows of ``_encode_spec`` in order (their seq is their order), each run
+    of consecutive rows with the same NULLs by one statement."""
+    for (statement, bound), run in itertools.groupby(rows, key=_insert_of):
+        conn.executemany(statement, [tuple(itertools.compress(row, bound)) for row in run])
+
+
 _ACTIVE_KEY = f"SELECT id FROM jobrunner_jobs WHERE key = ? AND status IN {_ACTIVE_SQL}"
 
 _PROMOTE = """
@@ -407,6 +459,10 @@ _EXPIRING = (
     _STATE.replace("\nFROM", ", queue, expires_at\nFROM")
     + "WHERE seq IN (SELECT value FROM json_each(?)) AND due IS NOT NULL ORDER BY expires_at, seq"
 )
+# Dead and cancelled jobs, for list_jobs (see schema step 8).
+_UNSUCCESSFUL = (rules.DEAD, rules.CANCELLED)
+_LIST = "INSERT OR IGNORE INTO jobrunner_unsuccessful (status, seq) VALUES (?, ?)"
+_UNLIST = "DELETE FROM jobrunner_unsuccessful WHERE status = ? AND seq = ?"
 _DEADLINES_OF = (
     "INSERT INTO jobrunner_deadlines (seq, expires_at) "
     "SELECT seq, expires_at FROM jobrunner_jobs WHERE id IN (SELECT value FROM json_each(?))"
@@ -426,6 +482,8 @@ _SUCCEED = """
 UPDATE jobrunner_jobs SET status = 'succeeded', due = NULL, lease_until = NULL, finished_at = ?, result = ?
 WHERE seq = ?
 """
+# A None result, the common one, written as NULL rather than bound (see _insert_of).
+_SUCCEED_WITH_NONE = _SUCCEED.replace("result = ?", "result = NULL")
 # Writes a transitions.Change: every field a change other than a claim or a
 # success may touch (a claim and a success have their own statements, above).
 _APPLY_FIELDS = """
@@ -453,6 +511,8 @@ _RECORD_COLUMNS = """id, name, payload, queue, priority, status, attempts, max_a
     workspace_id, trigger, enqueued_at, run_at, started_at, finished_at, result, error_type,
     error_message, error_traceback, worker, cancel_requested, headers, meta, history, result_error,
     progress, expires_at"""
+
+_RECORD_COLUMNS_OF_J = ", ".join(f"j.{column.strip()}" for column in _RECORD_COLUMNS.split(","))
 
 
 def _insert_rows(
@@ -482,7 +542,7 @@ def _insert_rows(
     if fresh:
         if max_pending is not None:
             _admit(conn, len(fresh), max_pending)
-        conn.executemany(_INSERT, fresh)
+        _insert(conn, fresh)
         conn.execute(_MORE_WAITING, (len(fresh),))
         timed = [row[0] for row in fresh if row[_EXPIRES_AT] is not None]
         if timed:
@@ -722,6 +782,11 @@ def _apply(conn: sqlite3.Connection, seq: int, old: rules.JobState, change: rule
         conn.execute(_APPLY, (*fields, history, seq))
     else:
         conn.execute(_APPLY_WITH_ERROR, (*fields, *_error_columns(new.error), history, seq))
+    if new.status != old.status:
+        if old.status in _UNSUCCESSFUL:
+            conn.execute(_UNLIST, (old.status, seq))
+        if new.status in _UNSUCCESSFUL:
+            conn.execute(_LIST, (new.status, seq))
 
 
 def _settle(
@@ -735,6 +800,7 @@ def _settle(
     lost: list[str] = []
     final: list[str] = []
     succeeded: list[tuple[Any, ...]] = []
+    succeeded_with_none: list[tuple[float, int]] = []
     ready = False
     parents: list[tuple[str, float]] = []  # jobs that others wait on, ended
     for outcome, result in zip(outcomes, results, strict=True):
@@ -746,7 +812,10 @@ def _settle(
         del running[job_id]  # no longer running: a second outcome for the attempt is lost
         seq = current[0]
         if outcome.kind is OutcomeKind.SUCCEEDED:
-            succeeded.append((outcome.at, result, seq))
+            if result is None:
+                succeeded_with_none.append((outcome.at, seq))
+            else:
+                succeeded.append((outcome.at, result, seq))
             final.append(job_id)
             if current[6]:
                 parents.append((job_id, outcome.at))
@@ -762,6 +831,8 @@ def _settle(
             ready = True
     if succeeded:
         conn.executemany(_SUCCEED, succeeded)
+    if succeeded_with_none:
+        conn.executemany(_SUCCEED_WITH_NONE, succeeded_with_none)
     for parent_id, at in parents:
         ready |= _tell_children(conn, parent_id, at, final)
     return lost, final, ready
@@ -948,7 +1019,7 @@ def _enqueue_after(
         waiting = sum(1 for _, _, done in outcomes if done is None)
         ended_parents = [(p, done[0]) for p, _, done in outcomes if done is not None]
         change = rules.after(spec, now, ended_parents, waiting, dependency.on_failure)
-        conn.execute(_INSERT, _encode_spec(spec, now))
+        _insert(conn, (_encode_spec(spec, now),))
         (seq,) = conn.execute(
             "UPDATE jobrunner_jobs SET waiting_on = ?, on_parent_failure = ? WHERE id = ? RETURNING seq",
             (waiting, dependency.on_failure, spec.id),
@@ -1865,21 +1936,26 @@ class SQLiteStore:
         """Newest first; ``before``: older than that job (keyset paging by ``seq``)."""
         where: list[str] = []
         params: list[Any] = []
+        unsuccessful = status is not None and status.value in _UNSUCCESSFUL
         for column, value in (
-            ("status", None if status is None else status.value),
-            ("queue", queue),
-            ("name", name),
+            ("u.status" if unsuccessful else "j.status", None if status is None else status.value),
+            ("j.queue", queue),
+            ("j.name", name),
         ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
+        order = "u.seq" if unsuccessful else "j.seq"
         if before is not None:
-            where.append("seq < ?")
+            where.append(f"{order} < ?")
             params.append(None)  # the cursor's seq, read in the same transaction
-        sql = f"SELECT {_RECORD_COLUMNS} FROM jobrunner_jobs"
+        sql = f"SELECT {_RECORD_COLUMNS_OF_J} FROM jobrunner_jobs j"
+        if unsuccessful:
+            # Few among many: walked newest first in their own table (schema step 8).
+            sql = f"SELECT {_RECORD_COLUMNS_OF_J} FROM jobrunner_unsuccessful u JOIN jobrunner_jobs j ON j.seq = u.seq"
         if where:
             sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq DESC LIMIT ?"
+        sql += f" ORDER BY {order} DESC LIMIT ?"
         params.append(limit)
 
         def read(conn: sqlite3.Connection) -> list[Any] | None:
