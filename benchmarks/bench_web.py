@@ -111,6 +111,11 @@ async def sqlite_store(n: int) -> AsyncIterator[Store]:
             conn.execute(
                 "UPDATE jobrunner_admission SET upper = (SELECT count(*) FROM jobrunner_jobs WHERE due IS NOT NULL)"
             )
+            # What the store writes as jobs become dead or cancelled (schema step 8).
+            conn.execute(
+                "INSERT INTO jobrunner_unsuccessful (status, seq) "
+                "SELECT status, seq FROM jobrunner_jobs WHERE status IN ('dead', 'cancelled')"
+            )
         conn.execute("ANALYZE")
         conn.close()
         store = SQLiteStore(path)
