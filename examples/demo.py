@@ -14,7 +14,12 @@ What happens, on ``var/demo/jobs.db`` (recreated on every run):
 5. A flaky job succeeds on its third attempt; a job that always fails ends in
    the dead-letter queue; the cause is "fixed" and the dead job requeued.
 6. A cron schedule ticks every second throughout, each tick run exactly once.
-7. The worker gets SIGTERM, drains and exits 0; a summary is printed.
+7. Flow control: a paused queue holds a report (and one enqueued with a
+   ``ttl=`` shorter than the pause expires instead of running); the report's
+   progress; a job enqueued ``after=`` three others reads their results; ten
+   calls of a ``batch=`` handler run in a few invocations.
+8. The Service API (``jobrunner web``) answers from the same file.
+9. The worker gets SIGTERM, drains and exits 0; a summary is printed.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ async def main() -> int:
     build_report = app.declare("build_report", queue="reports")
     count_rows = app.declare("count_rows")
     total_rows = app.declare("total_rows")
+    index_doc = app.declare("index_doc")
     app.declare("tick")
     app.schedule("tick", cron="* * * * * *")
 
@@ -146,19 +152,26 @@ async def main() -> int:
         for info in await app.schedules():
             print(f"   schedule {info.name!r} ({info.expression}): last run {_hms(info.last_run)}")
 
-        say("7. flow control: pause a queue, progress, a job that waits for others")
+        say("7. flow control: a paused queue, a deadline, progress, after=, a batch handler")
         await app.pause("reports")  # durable, and every worker on the store obeys it
         report = await build_report.enqueue(20)
+        stale = await build_report.options(ttl=0.5).enqueue(1)  # must start within 0.5 s
         await asyncio.sleep(1.0)
         print(f"   'reports' paused: the report is {(await app.status(report.id)).value}")
         await app.resume("reports")
         print(f"   resumed: {await report.result(timeout=30)}")
+        expired = await app.get_job(stale.id)
+        assert expired.error is not None
+        print(f"   the one with ttl=0.5 s: {expired.status.value} ({expired.error.type}, it never ran)")
         record = await app.get_job(report.id)
         assert record.progress is not None
         print(f"   its last progress: {record.progress.fraction:.0%} ({record.progress.message})")
         counts = [await count_rows.enqueue(table) for table in ("orders", "refunds", "customers")]
         total = await total_rows.options(after=counts).enqueue()  # blocked until the counts succeed
         print(f"   total_rows after 3 count_rows: {await total.result(timeout=30)}")
+        docs = await index_doc.enqueue_many([(doc_id,) for doc_id in range(1, 11)])
+        indexed = [await doc.result(timeout=30) for doc in docs]
+        print(f"   10 index_doc calls, each its own job: {indexed[0]}; ...; {indexed[-1]}")
 
         say("8. the Service API, on the same store (what `jobrunner web` serves)")
         await _show_api()

@@ -66,6 +66,13 @@ async def build_report(pages: int) -> str:
     return f"report of {pages} pages"
 
 
+@runner.job(batch=10)
+async def index_doc(doc_ids: list[int]) -> list[str]:
+    """A batch handler: each call enqueues one id, the calls claimed together
+    arrive as one list, and each keeps its own result (or its own failure)."""
+    return [f"doc {doc_id} indexed in a batch of {len(doc_ids)}" for doc_id in doc_ids]
+
+
 @runner.job
 async def count_rows(table: str) -> int:
     """A parent: its result is read by the job that waits for it."""
