@@ -366,9 +366,7 @@ class JobHost(Protocol):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         options: EnqueueOptions,
-    ) -> Coroutine[Any, Any, JobHandle[Any]]:
-        """One call, with options that have no ``after=`` (those go to ``submit``)."""
-        ...
+    ) -> Coroutine[Any, Any, JobHandle[Any]]: ...
 
     async def submit(
         self,
@@ -439,15 +437,7 @@ class BoundJob(Generic[P, R]):
         A plain function returning the runner's coroutine, so a call costs one
         coroutine rather than two.
         """
-        if self._options.after:
-            # A job that waits for parents takes the list path, which stores the edges;
-            # the runner's single-call path is then free of the check.
-            return self._enqueue_after(args, kwargs)
         return self._host.enqueue_one(self._definition, args, kwargs, self._options)
-
-    async def _enqueue_after(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JobHandle[R]:
-        (handle,) = await self._host.submit(self._definition, [(args, kwargs)], self._options)
-        return handle
 
     async def enqueue_many(self, calls: Iterable[Call[P] | tuple[Any, ...]]) -> list[JobHandle[R]]:
         """Enqueue many calls in one store round trip; handles in the same order."""

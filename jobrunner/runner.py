@@ -706,10 +706,14 @@ class Runner:
         kwargs: dict[str, Any],
         options: EnqueueOptions,
     ) -> JobHandle[Any]:
-        """``submit`` for a single call, without the lists (the common case). The
-        options carry no ``after=``: ``Job.options`` sends such calls to ``submit``."""
+        """``submit`` for a single call, without the lists (the common case)."""
         now = self.clock.now()
         spec = self._spec(definition, args, kwargs, options, now, _ENQUEUE, None)
+        if options.after:
+            ((job_id, created),) = await self._store_after(
+                (spec,), (Dependency(options.after, options.on_parent_failure.value),), options, now
+            )
+            return JobHandle(self, job_id, definition.name, created)
         if not self._store_open:
             await self._open_store()
         try:

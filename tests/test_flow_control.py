@@ -236,6 +236,28 @@ async def test_a_requeued_expired_job_is_held_to_its_deadline_again(
     assert [entry.note for entry in record.history].count("expired before it started") == 2
 
 
+async def test_the_deadline_of_a_purged_job_does_not_touch_later_jobs(
+    make_runner: Callable[..., Runner], clock: FakeClock
+) -> None:
+    runner = make_runner()
+
+    @runner.job(queue="q")
+    async def work() -> str:
+        return "ran"
+
+    await runner.pause("q")
+    first = await work.options(ttl=60).enqueue()
+    await runner.cancel(first.id)
+    assert await runner.store.purge(JobStatus.CANCELLED, clock.now() + 1, 10) == 1
+    # On SQLite these take the purged job's place (its seq): neither may inherit its deadline.
+    later = await work.enqueue()
+    with_own = await work.options(ttl=600).enqueue()
+    clock.advance(61)
+    await runner.resume("q")
+    await runner.run_until_idle()
+    assert [await later.result(), await with_own.result()] == ["ran", "ran"]
+
+
 async def test_an_expired_job_is_logged_at_warning(
     make_runner: Callable[..., Runner], clock: FakeClock
 ) -> None:

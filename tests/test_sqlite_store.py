@@ -18,6 +18,7 @@ import pytest
 
 from jobrunner import InvalidJobState, JobFailed, JobStatus, Runner, StoreError, current_job
 from jobrunner.models import ClaimRequest, JobSpec, LeaseTerms, Outcome, OutcomeKind, Trigger
+from jobrunner.stores import sqlite as sqlite_module
 from jobrunner.stores import store_from_url
 from jobrunner.stores._sqlite_thread import _TAKEN
 from jobrunner.stores.sqlite import SQLiteStore
@@ -97,6 +98,19 @@ def test_an_in_memory_database_is_refused_in_favour_of_the_memory_store() -> Non
 
 
 # --- JSON payloads --------------------------------------------------------------------------
+
+
+async def test_a_row_the_schema_refuses_fails_alone_and_later_rows_insert(store: SQLiteStore) -> None:
+    # Rows are inserted by one statement per pattern of NULLs, made on first use:
+    # a bad first row of a pattern must not shape the statement the next ones use.
+    sqlite_module._INSERTS.clear()  # so that this pattern's first use is the bad row
+    bad = spec("bad")._replace(enqueued_at=None)
+    with pytest.raises(StoreError):
+        await store.enqueue([bad], NOW)
+    await store.enqueue([spec("good")], NOW)
+    record = await store.get("good")
+    assert record is not None and record.enqueued_at == NOW
+    assert await store.get("bad") is None
 
 
 async def test_arguments_come_back_as_json_with_positional_ones_as_a_tuple(store: SQLiteStore) -> None:

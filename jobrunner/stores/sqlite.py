@@ -264,6 +264,13 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "INSERT INTO jobrunner_deadlines (seq, expires_at) SELECT seq, expires_at FROM jobrunner_jobs "
             "WHERE expires_at IS NOT NULL AND (due IS NOT NULL OR status = 'running')",
             "DROP INDEX jobrunner_jobs_expiring",
+            # A job's deadline goes with it (prune, purge): seq values are reused
+            # once the newest rows are deleted, and a new job must not inherit one.
+            """
+            CREATE TRIGGER jobrunner_deadlines_of_deleted AFTER DELETE ON jobrunner_jobs
+            WHEN old.expires_at IS NOT NULL
+            BEGIN DELETE FROM jobrunner_deadlines WHERE seq = old.seq; END
+            """,
         ),
     ),
     (
@@ -373,8 +380,9 @@ _INSERT_COLUMNS = """id, name, queue, priority, status, due, max_attempts, timeo
 # attribute lookup and all (about 3,500 instructions each, against a few
 # hundred for a value): a new row has up to seven, so rows are inserted with
 # NULL written into the statement instead, one statement per pattern of NULLs.
-_NULLABLE = operator.itemgetter(7, 8, 9, 13, 14, 15, 16)  # timeout, key, ..., expires_at
-_NO_NULLS = (None,) * 7
+_NULLABLE_AT = (7, 8, 9, 13, 14, 15, 16)  # timeout, key, workspace_id, payload, headers, meta, expires_at
+_NULLABLE = operator.itemgetter(*_NULLABLE_AT)
+_NO_NULLS = (None,) * len(_NULLABLE_AT)
 _INSERTS: dict[tuple[bool, ...], tuple[str, tuple[bool, ...]]] = {}
 
 
@@ -383,9 +391,14 @@ def _insert_of(row: tuple[Any, ...]) -> tuple[str, tuple[bool, ...]]:
     nulls = tuple(map(operator.is_, _NULLABLE(row), _NO_NULLS))
     found = _INSERTS.get(nulls)
     if found is None:
-        bound = tuple(value is not None for value in row)
+        # From the pattern, not the row: every other column is bound, so a row
+        # with a None where the schema refuses one fails alone, as it should.
+        bound = [True] * len(row)
+        for at, null in zip(_NULLABLE_AT, nulls, strict=True):
+            bound[at] = not null
         values = ", ".join("?" if keep else "NULL" for keep in bound)
-        found = _INSERTS[nulls] = (f"INSERT INTO jobrunner_jobs ({_INSERT_COLUMNS}) VALUES ({values})", bound)
+        statement = f"INSERT INTO jobrunner_jobs ({_INSERT_COLUMNS}) VALUES ({values})"
+        found = _INSERTS[nulls] = (statement, tuple(bound))
     return found
 
 
@@ -457,14 +470,15 @@ _STATE_OF = _STATE + "WHERE id = ?"
 _LAPSED = "SELECT seq FROM jobrunner_deadlines WHERE expires_at <= ?"
 _EXPIRING = (
     _STATE.replace("\nFROM", ", queue, expires_at\nFROM")
-    + "WHERE seq IN (SELECT value FROM json_each(?)) AND due IS NOT NULL ORDER BY expires_at, seq"
+    + "WHERE seq IN (SELECT value FROM json_each(?)) AND due IS NOT NULL AND expires_at <= ? "
+    + "ORDER BY expires_at, seq"
 )
 # Dead and cancelled jobs, for list_jobs (see schema step 8).
 _UNSUCCESSFUL = (rules.DEAD, rules.CANCELLED)
 _LIST = "INSERT OR IGNORE INTO jobrunner_unsuccessful (status, seq) VALUES (?, ?)"
 _UNLIST = "DELETE FROM jobrunner_unsuccessful WHERE status = ? AND seq = ?"
 _DEADLINES_OF = (
-    "INSERT INTO jobrunner_deadlines (seq, expires_at) "
+    "INSERT OR REPLACE INTO jobrunner_deadlines (seq, expires_at) "
     "SELECT seq, expires_at FROM jobrunner_jobs WHERE id IN (SELECT value FROM json_each(?))"
 )
 _DEADLINE_AGAIN = (
@@ -596,7 +610,7 @@ def _expire(conn: sqlite3.Connection, now: float) -> list[ExpiredJob]:
     if not lapsed:
         return gone
     seqs = dumps([seq for (seq,) in lapsed])
-    for row in conn.execute(_EXPIRING, (seqs,)).fetchall():
+    for row in conn.execute(_EXPIRING, (seqs, now)).fetchall():
         seq, job_id, name, _, _, state, _ = _state(row[:16])  # no dependents: check_dependencies
         queue, expires_at = row[16], row[17]
         _apply(conn, seq, state, rules.lapsed(state, now), now)
