@@ -382,6 +382,8 @@ class Runner:
         timeout: float | None = _UNSET,
         retries: int | None = None,
         backoff: BackoffLike | None = None,
+        ttl: float | None = None,
+        concurrency: int | None = None,
         batch: int,
     ) -> _BatchDecorator: ...
 

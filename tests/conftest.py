@@ -17,6 +17,7 @@ import structlog
 from jobrunner import Runner
 from jobrunner.stores.base import Store
 from jobrunner.testing import FakeClock
+from tests.processes import Proc, stop_all
 from tests.stores import STORE_KINDS, open_test_store
 
 
@@ -56,3 +57,12 @@ def make_runner(store: Store, clock: FakeClock) -> Callable[..., Runner]:
         return Runner(**options)
 
     return make
+
+
+@pytest.fixture
+def procs() -> Iterator[list[Proc]]:
+    """Processes a multi-process test starts (``tests.processes.Proc``): at its end,
+    each still running gets SIGTERM and 20 s to drain, then SIGKILL."""
+    started: list[Proc] = []
+    yield started
+    stop_all(started, term_grace=20)

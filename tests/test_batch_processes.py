@@ -19,14 +19,13 @@ import os
 import random
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from jobrunner import JobStatus, Runner
-from tests.processes import Proc, lines, stop_all, store_target, wait_for
+from tests.processes import Proc, lines, store_target, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -67,13 +66,6 @@ def invocations(events: list[list[str]]) -> list[Invocation]:
 def fails(n: int) -> bool:
     """The items the worker's handler returns a ValueError for."""
     return n % 17 == 0
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    stop_all(started, term_grace=20)
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["", "kill -9"])

@@ -15,25 +15,17 @@ import asyncio
 import random
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from jobrunner import JobStatus, Runner
-from tests.processes import Proc, lines, stop_all, store_target, wait_for
+from tests.processes import Proc, lines, store_target, wait_for
 
 pytestmark = pytest.mark.slow
 
 PARENTS = 240
 CHILDREN = 160
-
-
-@pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
-    yield started
-    stop_all(started, term_grace=20)
 
 
 @pytest.mark.parametrize("kill", [False, True], ids=["", "kill -9"])

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -26,7 +25,7 @@ import pytest
 from jobrunner.models import JobSpec
 from jobrunner.stores.postgres import PostgresStore
 from tests.pg_support import temporary_schema
-from tests.processes import Proc, stop_all
+from tests.processes import Proc, stop_all, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -36,25 +35,6 @@ def procs() -> Iterator[list[Proc]]:
     started: list[Proc] = []
     yield started
     stop_all(started)
-
-
-async def wait_for(
-    condition: Callable[[], object], what: str, procs: list[Proc], within: float = 60.0
-) -> None:
-    """Ask ``condition`` (sync or async) until it holds; fail early if a process died."""
-    deadline = time.monotonic() + within
-    while True:
-        answer = condition()
-        if asyncio.iscoroutine(answer):
-            answer = await answer
-        if answer:
-            return
-        for proc in procs:
-            if proc.process.poll() not in (None, -signal.SIGKILL):
-                raise AssertionError(f"{proc.id} exited: {proc.output()}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within} s waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def kill(proc: Proc, db: asyncpg.Connection) -> None:

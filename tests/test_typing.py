@@ -200,7 +200,7 @@ from jobrunner import Runner
 
 runner = Runner()
 
-@runner.job(batch=100)
+@runner.job(batch=100, ttl=60, concurrency=2)
 async def index(doc_ids: list[int]) -> list[str]:
     return [str(d) for d in doc_ids]
 

@@ -479,11 +479,8 @@ _LIST = "INSERT OR IGNORE INTO jobrunner_unsuccessful (status, seq) VALUES (?, ?
 _UNLIST = "DELETE FROM jobrunner_unsuccessful WHERE status = ? AND seq = ?"
 _DEADLINES_OF = (
     "INSERT OR REPLACE INTO jobrunner_deadlines (seq, expires_at) "
-    "SELECT seq, expires_at FROM jobrunner_jobs WHERE id IN (SELECT value FROM json_each(?))"
-)
-_DEADLINE_AGAIN = (
-    "INSERT OR IGNORE INTO jobrunner_deadlines (seq, expires_at) "
-    "SELECT seq, expires_at FROM jobrunner_jobs WHERE seq = ? AND expires_at IS NOT NULL"
+    "SELECT seq, expires_at FROM jobrunner_jobs "
+    "WHERE id IN (SELECT value FROM json_each(?)) AND expires_at IS NOT NULL"
 )
 # A deadline matters while its job may still wait: keep those of running jobs
 # (a retry waits again), drop the rest (ended, expired just now, or deleted).
@@ -920,7 +917,7 @@ def _requeue(conn: sqlite3.Connection, job_id: str, now: float) -> tuple[Any, ..
         holder = None if found is None else found[0]
     _apply(conn, seq, state, rules.requeued(job_id, state, now, key, holder), now)
     # Waiting again: its deadline holds again (the probe may have dropped it).
-    conn.execute(_DEADLINE_AGAIN, (seq,))
+    conn.execute(_DEADLINES_OF, (dumps([job_id]),))
     return cast(
         "tuple[Any, ...]",
         conn.execute(f"SELECT {_RECORD_COLUMNS} FROM jobrunner_jobs WHERE seq = ?", (seq,)).fetchone(),

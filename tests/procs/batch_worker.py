@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import random
 import sys
@@ -30,40 +29,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import structlog
-
-from jobrunner import Runner, defaults
-from jobrunner.stores.base import Store
 from tests.procs.pg_worker import serve_forever
+from tests.procs.store_worker import parse, start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["sqlite", "postgres"])
-    parser.add_argument("where", nargs="+", help="DB, or DSN and SCHEMA")
-    parser.add_argument("--worker-id", required=True)
     parser.add_argument("--batch", type=int, required=True)
-    parser.add_argument("--lease", type=float, default=None)
     parser.add_argument("--stall-from", type=int, default=None, help="an item from M on stalls its batch")
-    args = parser.parse_args()
-    *where, log_path = args.where
-
-    store: Store
-    if args.kind == "sqlite":
-        from jobrunner.stores.sqlite import SQLiteStore
-
-        store = SQLiteStore(where[0], poll_interval=0.02)
-    else:
-        from jobrunner.stores.postgres import PostgresStore
-
-        store = PostgresStore(where[0], schema=where[1], max_connections=4)
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    # The kill test is about recovery, not the default cadence: expired leases
-    # are looked for often, so a dead worker's jobs come back within a second.
-    defaults.RESCUE_INTERVAL = 0.2
-    options = {} if args.lease is None else {"lease": args.lease}
-    runner = Runner(store=store, concurrency=6, worker_id=args.worker_id, max_pending=None, **options)
-    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    args = parse(parser)
+    runner, log = start(args, concurrency=6)
     me = args.worker_id
     size: int = args.batch
     stall_from: int | None = args.stall_from
